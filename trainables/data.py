@@ -1,0 +1,403 @@
+"""Datasets as tensors: loaded once per process, kept on the trial's device.
+
+Images stay uint8 (4x less memory, and a GPU holds all of CIFAR-10 in 150 MB);
+`Splits.prepare` turns a batch into normalised floats on the device, so the hot
+loop has no per-sample Python. Torchvision's own dataset classes parse the real
+files (and verify their checksums); the parsed arrays are cached as a uint8
+tensor file under `<data root>/hpstudy-cache/` so later processes start in
+milliseconds.
+
+The validation split is a fixed hold-out of the training set (10%, chosen by a
+generator seeded with 0, the same for every trial); the test split stays the
+test split. Twitter POS has its own dev file, used as validation.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from trainables.errors import DataError
+
+VAL_FRACTION = 0.1
+SPLIT_SEED = 0
+CACHE_DIR = "hpstudy-cache"
+# Bump when the cache layout changes, so stale caches are rebuilt, not misread.
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train / validation / test tensors of one dataset, on one device."""
+
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    num_classes: int
+    # Per-channel mean / std for uint8 images (scaled to [0, 1] first); None: use x as is.
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    vocab: tuple[str, ...] | None = field(default=None, repr=False)  # word ids of text data
+
+    @property
+    def device(self) -> torch.device:
+        return self.train_x.device
+
+    def to(self, device: torch.device | str) -> "Splits":
+        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
+        return replace(
+            self,
+            train_x=move(self.train_x), train_y=move(self.train_y),
+            val_x=move(self.val_x), val_y=move(self.val_y),
+            test_x=move(self.test_x), test_y=move(self.test_y),
+        )
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of stored inputs -> what the model takes (normalised float images)."""
+        if self.mean is None:
+            return x
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(self.mean, device=x.device).view(shape)
+        std = torch.tensor(self.std, device=x.device).view(shape)
+        return (x.float().div_(255.0) - mean).div_(std)
+
+
+def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float = VAL_FRACTION):
+    """Split (x, y) into train and validation with a fixed seeded permutation."""
+    n = len(y)
+    n_val = max(1, int(round(n * fraction)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(SPLIT_SEED))
+    val, train = perm[:n_val], perm[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+# --- disk cache ---------------------------------------------------------------
+
+def _cache_path(root: Path, name: str) -> Path:
+    return root / CACHE_DIR / f"{name}-v{CACHE_VERSION}.pt"
+
+
+def _read_cache(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:
+        return None  # a damaged cache is rebuilt from the source files, never trusted
+
+
+def _write_cache(path: Path, arrays: dict) -> None:
+    """Write atomically (temp file + rename): a crash never leaves half a cache."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(arrays, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _cached(root: Path, name: str, build: Callable[[], dict]) -> dict:
+    path = _cache_path(root, name)
+    arrays = _read_cache(path)
+    if arrays is None:
+        arrays = build()
+        _write_cache(path, arrays)
+    return arrays
+
+
+# --- torchvision image datasets ---------------------------------------------
+
+def _checksum_problem(folder: Path, files: list[tuple[str, str]]) -> str:
+    """Name the first missing or corrupt file of a torchvision dataset folder."""
+    from torchvision.datasets.utils import check_integrity
+
+    for filename, md5 in files:
+        path = folder / filename
+        if not path.exists():
+            return f"{path} is missing"
+        if not check_integrity(str(path), md5):
+            return f"{path} is corrupt (its MD5 checksum does not match)"
+    return f"{folder} could not be read"
+
+
+def _torchvision_error(name: str, folder: Path, problem: str, download: bool) -> DataError:
+    if download and not folder.exists():
+        return DataError(f"{name}: download to {folder} failed ({problem}); check the network, "
+                         "or copy the dataset there by hand and run without --download")
+    if not folder.exists():
+        return DataError(
+            f"{name}: no dataset found at {folder}; pass --download to fetch it, "
+            f"or --data-root DIR pointing at the folder that holds {folder.name}/"
+        )
+    fix = "delete the folder and rerun with --download" if not download else "delete the folder and download again"
+    return DataError(f"{name}: {problem}; {fix}")
+
+
+def _load_cifar10(root: Path, download: bool) -> dict:
+    from torchvision.datasets import CIFAR10
+
+    folder = root / CIFAR10.base_folder
+    try:
+        train = CIFAR10(str(root), train=True, download=download)
+        test = CIFAR10(str(root), train=False, download=download)
+    except Exception as exc:  # torchvision says "not found or corrupted"; say which file
+        files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+        problem = _checksum_problem(folder, files)
+        if "could not be read" in problem:
+            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
+        raise _torchvision_error("cifar10", folder, problem, download) from None
+    to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
+    return {
+        "train_x": to_nchw(train.data), "train_y": torch.tensor(train.targets, dtype=torch.int64),
+        "test_x": to_nchw(test.data), "test_y": torch.tensor(test.targets, dtype=torch.int64),
+    }
+
+
+def _load_stl10(root: Path, download: bool) -> dict:
+    from torchvision.datasets import STL10
+
+    folder = root / STL10.base_folder
+    try:
+        train = STL10(str(root), split="train", download=download)
+        test = STL10(str(root), split="test", download=download)
+    except Exception as exc:
+        problem = _checksum_problem(folder, STL10.train_list + STL10.test_list)
+        if "could not be read" in problem:
+            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
+        raise _torchvision_error("stl10", folder, problem, download) from None
+    return {
+        "train_x": torch.from_numpy(np.ascontiguousarray(train.data)),
+        "train_y": torch.from_numpy(train.labels.astype(np.int64)),
+        "test_x": torch.from_numpy(np.ascontiguousarray(test.data)),
+        "test_y": torch.from_numpy(test.labels.astype(np.int64)),
+    }
+
+
+def _load_idx(cls_name: str, name: str) -> Callable[[Path, bool], dict]:
+    """MNIST and Fashion-MNIST: IDX files parsed by torchvision's reader."""
+
+    def load(root: Path, download: bool) -> dict:
+        import torchvision.datasets as tvd
+        from torchvision.datasets.mnist import read_sn3_pascalvincent_tensor
+
+        cls = getattr(tvd, cls_name)
+        folder = root / cls_name / "raw"
+        try:
+            train = cls(str(root), train=True, download=download)
+            test = cls(str(root), train=False, download=download)
+        except Exception as exc:
+            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
+            for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+                path = folder / stem
+                if not path.exists():
+                    problem = f"{path} is missing"
+                    break
+                try:
+                    read_sn3_pascalvincent_tensor(str(path))
+                except Exception:
+                    problem = f"{path} is truncated or not an IDX file (header and size disagree)"
+                    break
+            raise _torchvision_error(name, folder, problem, download) from None
+        if len(train.data) != len(train.targets) or len(test.data) != len(test.targets):
+            raise DataError(f"{name}: image and label files in {folder} hold different numbers of samples; "
+                            "delete the folder and rerun with --download")
+        return {
+            "train_x": train.data.unsqueeze(1).contiguous(), "train_y": train.targets.to(torch.int64),
+            "test_x": test.data.unsqueeze(1).contiguous(), "test_y": test.targets.to(torch.int64),
+        }
+
+    return load
+
+
+# --- MNIST-1D (generated locally, no network) --------------------------------
+
+def _load_mnist1d(root: Path, download: bool) -> dict:
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset reseeds numpy's and random's global generators; restore them
+    # so generating data never changes what else in this process draws.
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())  # 4000 train / 1000 test, length 40
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+    return {
+        "train_x": torch.from_numpy(data["x"]).float(), "train_y": torch.from_numpy(data["y"]).long(),
+        "test_x": torch.from_numpy(data["x_test"]).float(), "test_y": torch.from_numpy(data["y_test"]).long(),
+    }
+
+
+# --- Twitter POS (ARK format) ------------------------------------------------
+
+# The 25 tags of the ARK Twitter part-of-speech tagset (Gimpel et al., 2011).
+TWITTER_TAGS = tuple("N O ^ S Z V A R ! D P & T X Y # @ ~ U E $ , G L M".split())
+TWITTER_FILES = {"train": "tweets-train.txt", "val": "tweets-dev.txt", "test": "tweets-devtest.txt"}
+PAD = "<pad>"
+
+
+def read_ark_pos(path: Path) -> list[list[tuple[str, str]]]:
+    """Parse `token<TAB>tag` lines, tweets separated by blank lines; errors name file:line."""
+    tag_set = set(TWITTER_TAGS)
+    tweets: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"twitter_pos: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            if current:
+                tweets.append(current)
+                current = []
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0]:
+            raise DataError(f"twitter_pos: {path}:{number}: expected 'token<TAB>tag', got {line[:60]!r}")
+        token, tag = fields
+        if tag not in tag_set:
+            raise DataError(f"twitter_pos: {path}:{number}: unknown tag {tag!r}; the ARK tagset is {' '.join(TWITTER_TAGS)}")
+        current.append((token, tag))
+    if current:
+        tweets.append(current)
+    if not tweets:
+        raise DataError(f"twitter_pos: {path} holds no tagged tokens")
+    return tweets
+
+
+def _windows(tweets, word_ids: dict[str, int], window: int = 3):
+    """One example per token: the ids of the `window` words centred on it (padded at tweet ends)."""
+    half = window // 2
+    tag_ids = {t: i for i, t in enumerate(TWITTER_TAGS)}
+    xs, ys = [], []
+    for tweet in tweets:
+        ids = [word_ids[PAD]] * half + [word_ids[w.lower()] for w, _ in tweet] + [word_ids[PAD]] * half
+        for i, (_, tag) in enumerate(tweet):
+            xs.append(ids[i : i + window])
+            ys.append(tag_ids[tag])
+    return torch.tensor(xs, dtype=torch.int64), torch.tensor(ys, dtype=torch.int64)
+
+
+def _load_twitter_pos(root: Path) -> tuple[dict, tuple[str, ...]]:
+    folder = root / "twitter_pos"
+    paths = {split: folder / filename for split, filename in TWITTER_FILES.items()}
+    missing = [str(p) for p in paths.values() if not p.exists()]
+    if missing:
+        raise DataError(
+            f"twitter_pos: missing {', '.join(missing)}; put the ARK Twitter POS files "
+            f"({', '.join(TWITTER_FILES.values())}) in {folder} or pass --data-root DIR holding twitter_pos/"
+        )
+    parsed = {split: read_ark_pos(p) for split, p in paths.items()}
+    # The vocabulary spans all three files (lower-cased). Words seen only in dev/test
+    # carry no label information; they keep their (random or pretrained) embedding
+    # instead of collapsing into one shared unknown-word vector.
+    words = sorted({w.lower() for tweets in parsed.values() for tweet in tweets for w, _ in tweet})
+    vocab = (PAD, *words)
+    word_ids = {w: i for i, w in enumerate(vocab)}
+    arrays = {}
+    for split, tweets in parsed.items():
+        arrays[f"{split}_x"], arrays[f"{split}_y"] = _windows(tweets, word_ids)
+    return arrays, vocab
+
+
+def load_word_vectors(path: str | Path, vocab: tuple[str, ...], dim: int) -> torch.Tensor:
+    """Embedding matrix for `vocab` from a text file of `word v1 ... v<dim>` lines.
+
+    Words absent from the file keep a N(0, 1) row, as nn.Embedding would give them.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"embeddings file {path} does not exist; give an absolute path to a 'word v1 ... v{dim}' text file")
+    index = {w: i for i, w in enumerate(vocab)}
+    weights = torch.randn(len(vocab), dim)
+    with path.open(encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            parts = line.rstrip("\n").split(" ")
+            if not line.strip():
+                continue
+            if len(parts) != dim + 1:
+                raise DataError(f"embeddings: {path}:{number}: expected a word and {dim} numbers, got {len(parts) - 1} numbers")
+            try:
+                vector = [float(v) for v in parts[1:]]
+            except ValueError:
+                raise DataError(f"embeddings: {path}:{number}: a value is not a number") from None
+            i = index.get(parts[0].lower())
+            if i is not None:
+                weights[i] = torch.tensor(vector)
+    return weights
+
+
+# --- registry ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    load: Callable[[Path, bool], "Splits"]
+    downloadable: bool
+
+
+def _image_dataset(name: str, raw_loader, mean, std, num_classes=10):
+    def load(root: Path, download: bool) -> Splits:
+        arrays = _cached(root, name, lambda: raw_loader(root, download))
+        train_x, train_y, val_x, val_y = holdout(arrays["train_x"], arrays["train_y"])
+        return Splits(train_x, train_y, val_x, val_y, arrays["test_x"], arrays["test_y"], num_classes, mean, std)
+
+    return load
+
+
+def _mnist1d(root: Path, download: bool) -> Splits:
+    arrays = _cached(root, "mnist1d", lambda: _load_mnist1d(root, download))
+    train_x, train_y, val_x, val_y = holdout(arrays["train_x"], arrays["train_y"])
+    return Splits(train_x, train_y, val_x, val_y, arrays["test_x"], arrays["test_y"], num_classes=10)
+
+
+def _twitter_pos(root: Path, download: bool) -> Splits:
+    if download:
+        raise DataError("twitter_pos cannot be downloaded by hpstudy; put the ARK Twitter POS files in "
+                        f"{root / 'twitter_pos'} and run without --download")
+    arrays, vocab = _load_twitter_pos(root)  # parsing 25k lines takes ~0.1 s: no disk cache needed
+    return Splits(arrays["train_x"], arrays["train_y"], arrays["val_x"], arrays["val_y"],
+                  arrays["test_x"], arrays["test_y"], num_classes=len(TWITTER_TAGS), vocab=vocab)
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    "cifar10": DatasetSpec(_image_dataset("cifar10", _load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), True),
+    "stl10": DatasetSpec(_image_dataset("stl10", _load_stl10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), True),
+    "mnist": DatasetSpec(_image_dataset("mnist", _load_idx("MNIST", "mnist"), (0.1307,), (0.3081,)), True),
+    "fashion_mnist": DatasetSpec(_image_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"), (0.2860,), (0.3530,)), True),
+    "twitter_pos": DatasetSpec(_twitter_pos, False),
+    "mnist1d": DatasetSpec(_mnist1d, False),
+}
+
+DEFAULT_DATA_ROOT = "data"
+
+# One copy per process (and per device): every trial a reused Ray actor runs
+# after the first finds its data here instead of reading files again.
+_LOADED: dict[tuple[str, str, str], Splits] = {}
+
+
+def load(name: str, root: str | Path | None = None, *, download: bool = False, device: str | torch.device = "cpu") -> Splits:
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    root = Path(root if root is not None else DEFAULT_DATA_ROOT).expanduser().resolve()
+    device = torch.device(device)
+    key = (name, str(root), str(device))
+    if key not in _LOADED:
+        cpu_key = (name, str(root), "cpu")
+        if cpu_key not in _LOADED:
+            _LOADED[cpu_key] = DATASETS[name].load(root, download)
+        if device.type != "cpu":
+            _LOADED[key] = _LOADED[cpu_key].to(device)
+    return _LOADED[key]

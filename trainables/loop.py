@@ -1,0 +1,207 @@
+"""fit(config, report): one trial's epoch loop.
+
+The loop knows nothing of Ray. After every epoch it calls
+`report(metrics, state)`: `metrics` is a flat dict of numbers, `state` the
+checkpoint (model, optimizer, RNG states, epoch) a caller may save; a later
+`fit(..., start=state)` continues from that epoch exactly where it stopped,
+bitwise on CPU. Ray's adapter (trainables.tune_adapter) saves the state as a
+Tune checkpoint; tests pass a function that appends to a list.
+
+A non-finite training loss ends the trial early with `diverged=True`: a
+diverging learning rate is a result of the study, not an error.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables import data as datasets
+from trainables import augment
+from trainables.optim import count_params, init_weights, make_optimizer
+from trainables.registry import get_spec, resolve_config
+
+Report = Callable[[dict, dict], None]
+
+EVAL_BATCH_SIZE = 2048
+
+
+def pick_device(device: str | None = None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def limit_samples(splits: datasets.Splits, max_train: int | None, max_eval: int | None) -> datasets.Splits:
+    """First-n slices (the stored order is already a seeded shuffle) for smoke runs."""
+    from dataclasses import replace
+
+    cut = lambda t, n: t if n is None else t[:n]  # noqa: E731
+    return replace(
+        splits,
+        train_x=cut(splits.train_x, max_train), train_y=cut(splits.train_y, max_train),
+        val_x=cut(splits.val_x, max_eval), val_y=cut(splits.val_y, max_eval),
+        test_x=cut(splits.test_x, max_eval), test_y=cut(splits.test_y, max_eval),
+    )
+
+
+def _weight_layers(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+
+
+@torch.inference_mode()
+def evaluate(model: nn.Module, splits: datasets.Splits, x: torch.Tensor, y: torch.Tensor, autocast) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy over (x, y), in large batches."""
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device, dtype=torch.int64)
+    for i in range(0, len(y), EVAL_BATCH_SIZE):
+        xb, yb = splits.prepare(x[i : i + EVAL_BATCH_SIZE]), y[i : i + EVAL_BATCH_SIZE]
+        with autocast():
+            logits = model(xb)
+        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    n = max(len(y), 1)
+    return loss_sum.item() / n, correct.item() / n
+
+
+def fit(
+    config: dict,
+    report: Report,
+    *,
+    data_root: str | None = None,
+    download: bool = False,
+    device: str | None = None,
+    start: dict | None = None,
+    splits: datasets.Splits | None = None,
+) -> dict:
+    """Train one configuration; call `report(metrics, state)` after every epoch.
+
+    Returns the last metrics reported. `splits` lets a caller hand over data it
+    already holds (Ray's object store); otherwise it is loaded (and cached per process).
+    """
+    cfg = resolve_config(config)
+    spec = get_spec(cfg["trainable"])
+    dev = pick_device(device)
+    if splits is None:
+        splits = datasets.load(spec.dataset, data_root, download=download, device=dev)
+    elif splits.device != dev:
+        splits = splits.to(dev)
+    splits = limit_samples(splits, cfg["max_train_samples"], cfg["max_eval_samples"])
+
+    torch.manual_seed(cfg["seed"])
+    model = spec.build(cfg, splits)
+    init_weights(model, cfg["init"], cfg["activation"])
+    model.to(dev)
+    image_batches = splits.train_x.dim() == 4
+    if cfg["channels_last"] and image_batches:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(cfg["optimizer"], model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
+                               momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    data_rng = torch.Generator().manual_seed(cfg["seed"])  # data order and augmentation, on the CPU
+    first_epoch, train_time_s, samples_trained = 1, 0.0, 0
+    if start is not None:
+        model.load_state_dict(start["model"])
+        optimizer.load_state_dict(start["optimizer"])
+        torch.set_rng_state(start["torch_rng"])
+        if dev.type == "cuda" and start.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(start["cuda_rng"], dev)
+        data_rng.set_state(start["data_rng"])
+        first_epoch = start["epoch"] + 1
+        train_time_s, samples_trained = start["train_time_s"], start["samples_trained"]
+
+    use_bf16 = cfg["precision"] == "bf16"
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+    weight_layers = _weight_layers(model)
+    watched = (weight_layers[0].weight, weight_layers[-1].weight) if cfg["grad_norms"] else ()
+    n_train = len(splits.train_y)
+    batch_size = cfg["batch_size"]
+    # A last batch of one sample is dropped: BatchNorm cannot normalise it, and
+    # one sample's gradient is noise, not signal.
+    n_used = n_train - 1 if n_train % batch_size == 1 and n_train > 1 else n_train
+    metrics: dict = {}
+
+    for epoch in range(first_epoch, cfg["epochs"] + 1):
+        t0 = time.perf_counter()
+        model.train()
+        perm = torch.randperm(n_train, generator=data_rng)
+        if cfg["augment"] and image_batches:
+            shifts, flips = augment.draw(n_train, splits.train_x.shape[-1], data_rng)
+        perm = perm.to(dev)
+        loss_sum = torch.zeros((), device=dev)
+        correct = torch.zeros((), device=dev, dtype=torch.int64)
+        grad_sums = torch.zeros(len(watched), device=dev)
+        steps = 0
+        for i in range(0, n_used, batch_size):
+            idx = perm[i : min(i + batch_size, n_used)]
+            xb = splits.train_x[idx]
+            if cfg["augment"] and image_batches:
+                xb = augment.apply(xb, shifts[i : i + len(idx)].to(dev), flips[i : i + len(idx)].to(dev))
+            xb, yb = splits.prepare(xb), splits.train_y[idx]
+            if cfg["channels_last"] and image_batches:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast():
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if watched:
+                grad_sums += torch.stack([w.grad.norm() for w in watched])
+            optimizer.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            steps += 1
+        train_loss = loss_sum.item() / n_used
+        train_acc = correct.item() / n_used
+        train_seconds = time.perf_counter() - t0
+        train_time_s += train_seconds
+        samples_trained += n_used
+        diverged = not math.isfinite(train_loss)
+        val_loss, val_acc = evaluate(model, splits, splits.val_x, splits.val_y, autocast)
+        metrics = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_acc": train_acc,
+            "val_loss": val_loss,
+            "val_acc": val_acc,
+            "epoch_time_s": time.perf_counter() - t0,
+            "diverged": diverged,
+        }
+        if watched:
+            first, last = (grad_sums / max(steps, 1)).tolist()
+            metrics.update(grad_norm_first=first, grad_norm_last=last)
+        if diverged or epoch == cfg["epochs"]:
+            t_test = time.perf_counter()
+            test_loss, test_acc = evaluate(model, splits, splits.test_x, splits.test_y, autocast)
+            infer_seconds = time.perf_counter() - t_test
+            metrics.update(
+                test_loss=test_loss,
+                test_acc=test_acc,
+                train_time_s=train_time_s,
+                train_us_per_sample=1e6 * train_time_s / max(samples_trained, 1),
+                infer_us_per_sample=1e6 * infer_seconds / max(len(splits.test_y), 1),
+                n_params=count_params(model),
+                device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+                hostname=socket.gethostname(),
+            )
+        state = {
+            "epoch": epoch,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            "data_rng": data_rng.get_state(),
+            "train_time_s": train_time_s,
+            "samples_trained": samples_trained,
+        }
+        report(metrics, state)
+        if diverged:
+            break
+    return metrics

@@ -1,0 +1,257 @@
+"""TRAINABLES: name -> spec (dataset, model builder, defaults), and config validation.
+
+A trial config is the common keys (DESIGN.md's contract) plus the keys its
+trainable adds. `resolve_config` fills in defaults and rejects unknown keys and
+bad values with one line that lists the valid choices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from torch import nn
+
+from trainables import models
+from trainables.activations import canonical_activation
+from trainables.data import Splits, load_word_vectors
+from trainables.errors import ConfigError
+from trainables.optim import INITS, OPTIMIZERS
+
+
+@dataclass(frozen=True)
+class TrainableSpec:
+    dataset: str
+    build: Callable[[dict, Splits], nn.Module]  # (resolved config, data) -> model
+    defaults: Mapping[str, object] = field(default_factory=dict)  # overrides of COMMON_DEFAULTS
+    extra: Mapping[str, object] = field(default_factory=dict)  # this trainable's own keys and defaults
+
+
+COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
+    "activation": "relu",
+    "batchnorm": False,
+    "lr": 0.01,
+    "weight_decay": 0.0,
+    "dropout": 0.0,
+    "optimizer": "sgd",
+    "momentum": 0.0,
+    "nesterov": False,
+    "init": "default",
+    "batch_size": 128,
+    "epochs": 10,
+    "seed": 0,
+    "augment": False,  # random crop + flip, for the image datasets
+    "max_train_samples": None,  # cap the training set (smoke runs); None: all of it
+    "max_eval_samples": None,  # cap validation and test sets (smoke runs)
+    "grad_norms": False,  # record first / last layer gradient norms each epoch
+    "precision": "fp32",  # or bf16 (autocast)
+    "channels_last": False,
+})
+
+
+def _n_pixels(splits: Splits) -> int:
+    return math.prod(splits.train_x.shape[1:])
+
+
+def _build_mlp(c: dict, s: Splits) -> nn.Module:
+    hidden = [c["width"]] * c["depth"] if c["depth"] is not None else c["hidden"]
+    return models.mlp(_n_pixels(s), hidden, s.num_classes,
+                      activation=c["activation"], batchnorm=c["batchnorm"], dropout=c["dropout"])
+
+
+def _ablations(c: dict) -> dict:
+    return dict(activation=c["activation"], batchnorm=c["batchnorm"], dropout=c["dropout"])
+
+
+def _build_window_mlp(c: dict, s: Splits) -> nn.Module:
+    vectors = load_word_vectors(c["embeddings"], s.vocab, c["embedding_dim"]) if c["embeddings"] else None
+    return models.window_mlp(len(s.vocab), s.num_classes, window=s.train_x.shape[1], embedding_dim=c["embedding_dim"],
+                             hidden=c["width"], embeddings=vectors, **_ablations(c))
+
+
+MLP_KEYS = {"hidden": (512, 1024, 128), "depth": None, "width": None}
+
+TRAINABLES: dict[str, TrainableSpec] = {
+    "cifar10_lenet": TrainableSpec(
+        "cifar10",
+        lambda c, s: models.lenet5(in_channels=s.train_x.shape[1], num_classes=s.num_classes, **_ablations(c)),
+        defaults={"optimizer": "sgd", "lr": 0.1, "batch_size": 128, "epochs": 25},
+    ),
+    "stl10_conv6": TrainableSpec(
+        "stl10",
+        lambda c, s: models.conv6(in_channels=s.train_x.shape[1], num_classes=s.num_classes, **_ablations(c)),
+        defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "batch_size": 64, "epochs": 30},
+    ),
+    "twitter_pos_mlp": TrainableSpec(
+        "twitter_pos",
+        _build_window_mlp,
+        defaults={"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "dropout": 0.2, "epochs": 30},
+        extra={"width": 256, "embedding_dim": 50, "embeddings": None},
+    ),
+    "mnist_mlp": TrainableSpec(
+        "mnist", _build_mlp,
+        defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "epochs": 10},
+        extra={**MLP_KEYS, "hidden": (200, 100)},
+    ),
+    "fashion_mnist_mlp": TrainableSpec(
+        "fashion_mnist", _build_mlp,
+        defaults={"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 10},
+        extra={**MLP_KEYS, "hidden": (128, 128)},
+    ),
+    "mnist1d_mlp": TrainableSpec(
+        "mnist1d", _build_mlp,
+        defaults={"optimizer": "adam", "lr": 1e-2, "batch_size": 100, "epochs": 60},
+        extra={**MLP_KEYS, "hidden": (100, 100)},
+    ),
+    "mnist1d_cnn": TrainableSpec(
+        "mnist1d",
+        lambda c, s: models.cnn1d(length=s.train_x.shape[1], channels=c["channels"], num_classes=s.num_classes, **_ablations(c)),
+        defaults={"optimizer": "adam", "lr": 1e-2, "batch_size": 100, "epochs": 60},
+        extra={"channels": 25},
+    ),
+}
+
+
+# --- validation ---------------------------------------------------------------
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _check_positive_int(key, v):
+    if not _is_int(v) or v <= 0:
+        raise ConfigError(f"{key} must be a positive integer, got {v!r}")
+
+
+def _check_optional_positive_int(key, v):
+    if v is not None:
+        _check_positive_int(key, v)
+
+
+def _check_bool(key, v):
+    if not isinstance(v, bool):
+        raise ConfigError(f"{key} must be true or false, got {v!r}")
+
+
+def _check_choice(choices):
+    def check(key, v):
+        if v not in choices:
+            raise ConfigError(f"unknown {key} {v!r}; choose one of: {', '.join(choices)}")
+    return check
+
+
+def _check_lr(key, v):
+    if not _is_number(v) or v <= 0:
+        raise ConfigError(f"{key} must be a positive number, got {v!r}")
+
+
+def _check_non_negative(key, v):
+    if not _is_number(v) or v < 0:
+        raise ConfigError(f"{key} must be a number >= 0, got {v!r}")
+
+
+def _check_dropout(key, v):
+    values = list(v) if isinstance(v, (list, tuple)) else [v]
+    for p in values:
+        if not _is_number(p) or not 0 <= p < 1:
+            raise ConfigError(f"dropout must lie in [0, 1) (a drop probability, or a list of one per hidden layer), got {v!r}")
+
+
+def _check_momentum(key, v):
+    if not _is_number(v) or not 0 <= v < 1:
+        raise ConfigError(f"momentum must lie in [0, 1), got {v!r}")
+
+
+def _check_seed(key, v):
+    if not _is_int(v) or v < 0:
+        raise ConfigError(f"seed must be an integer >= 0, got {v!r}")
+
+
+def _check_activation(key, v):
+    if not isinstance(v, str):
+        raise ConfigError(f"activation must be a name, got {v!r}")
+    canonical_activation(v)
+
+
+def _check_hidden(key, v):
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, (list, tuple)) or not v or not all(_is_int(n) and n > 0 for n in v):
+        raise ConfigError(f"{key} must be a non-empty list of positive layer widths, e.g. [512, 1024, 128], got {v!r}")
+
+
+def _check_path(key, v):
+    if v is not None and not isinstance(v, str):
+        raise ConfigError(f"{key} must be a file path or null, got {v!r}")
+
+
+CHECKS: dict[str, Callable[[str, object], None]] = {
+    "activation": _check_activation,
+    "batchnorm": _check_bool,
+    "lr": _check_lr,
+    "weight_decay": _check_non_negative,
+    "dropout": _check_dropout,
+    "optimizer": _check_choice(list(OPTIMIZERS)),
+    "momentum": _check_momentum,
+    "nesterov": _check_bool,
+    "init": _check_choice(list(INITS)),
+    "batch_size": _check_positive_int,
+    "epochs": _check_positive_int,
+    "seed": _check_seed,
+    "augment": _check_bool,
+    "max_train_samples": _check_optional_positive_int,
+    "max_eval_samples": _check_optional_positive_int,
+    "grad_norms": _check_bool,
+    "precision": _check_choice(["fp32", "bf16"]),
+    "channels_last": _check_bool,
+    # trainable-specific keys
+    "hidden": _check_hidden,
+    "depth": _check_optional_positive_int,
+    "width": _check_optional_positive_int,
+    "channels": _check_positive_int,
+    "embedding_dim": _check_positive_int,
+    "embeddings": _check_path,
+}
+
+
+def get_spec(name: str) -> TrainableSpec:
+    if name not in TRAINABLES:
+        raise ConfigError(f"unknown trainable {name!r}; choose one of: {', '.join(TRAINABLES)}")
+    return TRAINABLES[name]
+
+
+def resolve_config(config: Mapping) -> dict:
+    """The full config of one trial: defaults filled in, every value checked."""
+    config = dict(config)
+    if "trainable" not in config:
+        raise ConfigError(f"config has no 'trainable' key; choose one of: {', '.join(TRAINABLES)}")
+    spec = get_spec(config["trainable"])
+    resolved = {"trainable": config.pop("trainable"), **COMMON_DEFAULTS, **spec.defaults, **spec.extra}
+    unknown = sorted(set(config) - set(resolved))
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {', '.join(unknown)} for {resolved['trainable']}; "
+                          f"valid keys: {', '.join(k for k in resolved if k != 'trainable')}")
+    resolved.update(config)
+    for key, value in resolved.items():
+        if key in CHECKS:
+            CHECKS[key](key, value)
+    resolved["activation"] = canonical_activation(resolved["activation"])
+    for key in ("lr", "weight_decay", "momentum"):
+        resolved[key] = float(resolved[key])
+    if isinstance(resolved.get("hidden"), tuple):
+        resolved["hidden"] = list(resolved["hidden"])
+    if "depth" in resolved and (resolved["depth"] is None) != (resolved["width"] is None):
+        raise ConfigError("depth and width go together (hidden = [width] * depth); set both or neither")
+    if isinstance(resolved["dropout"], (list, tuple)):
+        resolved["dropout"] = [float(p) for p in resolved["dropout"]]
+    else:
+        resolved["dropout"] = float(resolved["dropout"])
+    if resolved["nesterov"] and resolved["momentum"] <= 0:
+        raise ConfigError("nesterov=true needs momentum > 0; set momentum=0.9 or nesterov=false")
+    return resolved
