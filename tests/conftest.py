@@ -1,0 +1,139 @@
+"""Small datasets written in the real on-disk formats, parsed by the real loaders.
+
+CIFAR-10 (pickled batches), STL-10 (binary), MNIST / Fashion-MNIST (IDX) and
+ARK Twitter POS (token<TAB>tag) files are written here with few samples;
+torchvision's own classes parse them. Torchvision verifies CIFAR-10 and STL-10
+against the published MD5 sums, so `register_fixture_checksums` swaps in the
+fixture files' sums (the documented way to test those parsers offline).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+N_TRAIN, N_TEST = 120, 40
+
+
+def md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX: magic (0, 0, type 0x08 = ubyte, ndim), big-endian int32 dims, then the bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def write_mnist_like(root: Path, folder: str, rng: np.random.Generator) -> None:
+    raw = root / folder / "raw"
+    real = SHARED_DATA / "mnist_t10k"
+    if folder == "MNIST" and (real / "t10k-images-idx3-ubyte.gz").exists():
+        images = read_idx_gz(real / "t10k-images-idx3-ubyte.gz")[: N_TRAIN + N_TEST]
+        labels = read_idx_gz(real / "t10k-labels-idx1-ubyte.gz")[: N_TRAIN + N_TEST]
+    else:
+        images = rng.integers(0, 256, (N_TRAIN + N_TEST, 28, 28), dtype=np.uint8)
+        labels = rng.integers(0, 10, N_TRAIN + N_TEST, dtype=np.uint8)
+    write_idx(raw / "train-images-idx3-ubyte", images[:N_TRAIN])
+    write_idx(raw / "train-labels-idx1-ubyte", labels[:N_TRAIN])
+    write_idx(raw / "t10k-images-idx3-ubyte", images[N_TRAIN:])
+    write_idx(raw / "t10k-labels-idx1-ubyte", labels[N_TRAIN:])
+
+
+def write_cifar10(root: Path, rng: np.random.Generator) -> dict:
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    sums = {}
+    per_batch = N_TRAIN // 5
+    for name, n in [*[(f"data_batch_{i}", per_batch) for i in range(1, 6)], ("test_batch", N_TEST)]:
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+        (folder / name).write_bytes(pickle.dumps(entry, protocol=2))
+        sums[name] = md5(folder / name)
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"class{i}" for i in range(10)]}, protocol=2))
+    sums["batches.meta"] = md5(folder / "batches.meta")
+    return sums
+
+
+def write_stl10(root: Path, rng: np.random.Generator) -> dict:
+    folder = root / "stl10_binary"
+    folder.mkdir(parents=True)
+    files = {
+        "train_X.bin": rng.integers(0, 256, (N_TRAIN, 3, 96, 96), dtype=np.uint8),
+        "train_y.bin": rng.integers(1, 11, N_TRAIN, dtype=np.uint8),  # STL-10 labels are 1..10
+        "test_X.bin": rng.integers(0, 256, (N_TEST, 3, 96, 96), dtype=np.uint8),
+        "test_y.bin": rng.integers(1, 11, N_TEST, dtype=np.uint8),
+        "unlabeled_X.bin": np.zeros((0, 3, 96, 96), dtype=np.uint8),
+    }
+    for name, array in files.items():
+        array.tofile(folder / name)
+    (folder / "class_names.txt").write_text("\n".join(f"class{i}" for i in range(10)) + "\n")
+    return {name: md5(folder / name) for name in files}
+
+
+TAGS = "N O ^ S Z V A R ! D P & T X Y # @ ~ U E $ , G L M".split()
+
+
+def write_twitter(root: Path, rng: np.random.Generator) -> None:
+    folder = root / "twitter_pos"
+    folder.mkdir(parents=True)
+    words = [f"w{i}" for i in range(60)]
+    for filename, n_tweets in [("tweets-train.txt", 30), ("tweets-dev.txt", 8), ("tweets-devtest.txt", 8)]:
+        lines = []
+        for _ in range(n_tweets):
+            for _ in range(rng.integers(3, 12)):
+                lines.append(f"{rng.choice(words)}\t{rng.choice(TAGS)}")
+            lines.append("")
+        (folder / filename).write_text("\n".join(lines) + "\n")
+
+
+@pytest.fixture(scope="session")
+def fixture_sums(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    sums = {"cifar10": write_cifar10(root, rng), "stl10": write_stl10(root, rng)}
+    write_mnist_like(root, "MNIST", rng)
+    write_mnist_like(root, "FashionMNIST", rng)
+    write_twitter(root, rng)
+    return root, sums
+
+
+@pytest.fixture
+def register_fixture_checksums(monkeypatch, fixture_sums):
+    from torchvision.datasets import CIFAR10, STL10
+
+    _, sums = fixture_sums
+    c, s = sums["cifar10"], sums["stl10"]
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", c[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", c["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": c["batches.meta"]})
+    monkeypatch.setattr(STL10, "train_list", [[n, s[n]] for n in ("train_X.bin", "train_y.bin", "unlabeled_X.bin")])
+    monkeypatch.setattr(STL10, "test_list", [[n, s[n]] for n in ("test_X.bin", "test_y.bin")])
+
+
+@pytest.fixture
+def data_root(fixture_sums, register_fixture_checksums) -> Path:
+    """A data root holding every dataset in its real format (MNIST-1D is generated into it)."""
+    return fixture_sums[0]
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst

@@ -1,0 +1,58 @@
+"""python -m trainables as a user runs it: JSON lines on success, one line and exit 2 on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+
+def trainables_cli(*args, cwd):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run([sys.executable, "-m", "trainables", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_one_trial_prints_one_json_line_per_epoch(tmp_path, fixture_sums):
+    root = fixture_sums[0]
+    result = trainables_cli("mnist1d_cnn", "--set", "epochs=2", "--set", "activation=gelu", "--set", "batchnorm=true",
+                            "--data-root", str(root), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[-1]["test_acc"] > 0.2 and rows[-1]["diverged"] is False
+
+
+def test_diverged_loss_prints_as_json_null(tmp_path, fixture_sums):
+    result = trainables_cli("mnist1d_mlp", "--set", "lr=1e4", "--set", "optimizer=sgd", "--set", "epochs=3", "--data-root", str(fixture_sums[0]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    last = json.loads(result.stdout.splitlines()[-1])  # strict JSON: no NaN literal
+    assert last["diverged"] is True and last["train_loss"] is None
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["resnet"], "invalid choice: 'resnet'"),
+    (["mnist1d_cnn", "--set", "activation=relu6"], "unknown activation 'relu6'; choose one of: relu, leaky_relu"),
+    (["mnist1d_cnn", "--set", "optimizer=lion"], "unknown optimizer 'lion'"),
+    (["mnist1d_cnn", "--set", "init=orthogonal"], "unknown init 'orthogonal'"),
+    (["mnist1d_cnn", "--set", "colour=blue"], "unknown config key(s) colour"),
+    (["mnist1d_cnn", "--set", "lr=0"], "lr must be a positive number"),
+    (["mnist1d_cnn", "--set", "batch_size=-4"], "batch_size must be a positive integer"),
+    (["mnist1d_cnn", "--set", "dropout=1"], "dropout must lie in [0, 1)"),
+    (["mnist1d_cnn", "--set", "lr"], "--set takes key=value"),
+    (["cifar10_lenet"], "no dataset found at"),
+    (["stl10_conv6"], "pass --download"),
+    (["twitter_pos_mlp"], "missing"),
+])
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, expected):
+    root = tmp_path / "empty-root"
+    result = trainables_cli(*args, "--data-root", str(root), cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no data root, no cache, nothing
