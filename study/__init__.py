@@ -1,0 +1,1 @@
+"""What a study is and how it runs on Ray Tune: presets, search spaces, the runner, Parquet export."""

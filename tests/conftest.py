@@ -113,27 +113,23 @@ def fixture_sums(tmp_path_factory) -> tuple[Path, dict]:
     return root, sums
 
 
-@pytest.fixture
-def register_fixture_checksums(monkeypatch, fixture_sums):
+@pytest.fixture(scope="session")
+def register_fixture_checksums(fixture_sums):
     from torchvision.datasets import CIFAR10, STL10
 
     _, sums = fixture_sums
     c, s = sums["cifar10"], sums["stl10"]
-    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", c[f"data_batch_{i}"]] for i in range(1, 6)])
-    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", c["test_batch"]]])
-    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": c["batches.meta"]})
-    monkeypatch.setattr(STL10, "train_list", [[n, s[n]] for n in ("train_X.bin", "train_y.bin", "unlabeled_X.bin")])
-    monkeypatch.setattr(STL10, "test_list", [[n, s[n]] for n in ("test_X.bin", "test_y.bin")])
+    patch = pytest.MonkeyPatch()
+    patch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", c[f"data_batch_{i}"]] for i in range(1, 6)])
+    patch.setattr(CIFAR10, "test_list", [["test_batch", c["test_batch"]]])
+    patch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": c["batches.meta"]})
+    patch.setattr(STL10, "train_list", [[n, s[n]] for n in ("train_X.bin", "train_y.bin", "unlabeled_X.bin")])
+    patch.setattr(STL10, "test_list", [[n, s[n]] for n in ("test_X.bin", "test_y.bin")])
+    yield
+    patch.undo()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def data_root(fixture_sums, register_fixture_checksums) -> Path:
     """A data root holding every dataset in its real format (MNIST-1D is generated into it)."""
     return fixture_sums[0]
-
-
-def copy_tree(src: Path, dst: Path) -> Path:
-    import shutil
-
-    shutil.copytree(src, dst)
-    return dst

@@ -27,6 +27,10 @@ def _threads_assigned_by_ray() -> int | None:
 
 
 def report_to_tune(metrics: dict, state: dict) -> None:
+    import ray
+
+    # Which node ran this epoch: a trial moved by a node failure shows it in its rows.
+    metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, os.path.join(folder, STATE_FILE))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))

@@ -1,0 +1,192 @@
+"""Study results -> `<storage>/<study>/epochs.parquet` and `trials.parquet` (DESIGN.md's contract).
+
+Each row carries the trial's full config (defaults filled in), so a row
+describes itself. Files are written atomically (temp file + rename on a local
+disk; one PUT on an object store), with the study spec, package versions and
+git commit as Parquet key-value metadata. Exactly one epochs row per
+(trial_id, epoch): a trial that reran an epoch after a restore keeps the last.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from study.presets import Study
+from trainables.registry import resolve_config
+
+EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
+OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
+FINAL_METRICS = ["test_acc", "test_loss", "train_time_s", "train_us_per_sample", "infer_us_per_sample", "n_params",
+                 "device", "hostname", "node_id"]
+STATUSES = ("completed", "diverged", "error")
+
+EPOCHS_FILE = "epochs.parquet"
+TRIALS_FILE = "trials.parquet"
+
+
+def trial_config(study: Study, config: dict) -> dict:
+    """The full config of a trial as stored: labels, then every resolved key.
+
+    List values (hidden sizes, per-layer dropout) are stored as JSON text so a
+    column keeps one type across trials (e.g. dropout 0.0 beside [0.2, 0.5, 0.5]).
+    """
+    labels = {k: config[k] for k in study.bundles if k in config}
+    resolved = resolve_config(study.expand(config))
+    row = {**resolved, **labels}
+    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in row.items()}
+
+
+def epoch_rows(study: Study, trial_id: str, config: dict, history: list[dict]) -> list[dict]:
+    by_epoch: dict[int, dict] = {}
+    for metrics in history:
+        if "epoch" in metrics and metrics["epoch"] == metrics["epoch"]:  # skip rows without an epoch (NaN)
+            by_epoch[int(metrics["epoch"])] = metrics  # a rerun epoch replaces the earlier one
+    base = {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
+    rows = []
+    for epoch in sorted(by_epoch):
+        metrics = by_epoch[epoch]
+        row = {**base, **{k: metrics.get(k) for k in EPOCH_METRICS}}
+        row.update({k: metrics[k] for k in OPTIONAL_EPOCH_METRICS if k in metrics})
+        row["epoch"] = epoch
+        row["diverged"] = bool(row["diverged"])
+        rows.append(row)
+    return rows
+
+
+def trial_row(study: Study, trial_id: str, config: dict, epochs: list[dict], last: dict, error: str | None) -> dict:
+    row = {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
+    diverged = bool(epochs and epochs[-1]["diverged"])
+    row["status"] = "error" if error else ("diverged" if diverged else "completed")
+    row["error"] = error
+    row["epochs_completed"] = len(epochs)
+    if epochs:
+        frame = pd.DataFrame(epochs)
+        best = frame.loc[frame["val_acc"].fillna(-1).idxmax()]
+        row.update(final_val_acc=epochs[-1]["val_acc"], final_val_loss=epochs[-1]["val_loss"],
+                   final_train_acc=epochs[-1]["train_acc"], final_train_loss=epochs[-1]["train_loss"],
+                   best_val_acc=best["val_acc"], best_epoch=int(best["epoch"]))
+    else:
+        row.update(final_val_acc=None, final_val_loss=None, final_train_acc=None, final_train_loss=None,
+                   best_val_acc=None, best_epoch=None)
+    row.update({k: last.get(k) for k in FINAL_METRICS})
+    return row
+
+
+# --- metadata -------------------------------------------------------------------
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
+                             capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _versions() -> dict:
+    versions = {}
+    for package in ("hpstudy", "torch", "torchvision", "ray", "optuna", "numpy", "pandas", "pyarrow"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def file_metadata(study: Study, extra: dict | None = None) -> dict[bytes, bytes]:
+    return {
+        b"hpstudy.study": json.dumps(study.spec(), default=str).encode(),
+        b"hpstudy.versions": json.dumps(_versions()).encode(),
+        b"hpstudy.git_commit": json.dumps(_git_commit()).encode(),
+        b"hpstudy.run": json.dumps(extra or {}, default=str).encode(),
+    }
+
+
+# --- writing --------------------------------------------------------------------
+
+def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
+    """A column holding JSON text for some trials (a per-layer dropout list) holds JSON text for all."""
+    frame = frame.copy()
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if values.map(lambda v: isinstance(v, str)).any() and values.map(lambda v: isinstance(v, (int, float))).any():
+            frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
+    return frame
+
+
+def _table(frame: pd.DataFrame, meta: dict[bytes, bytes]) -> pa.Table:
+    table = pa.Table.from_pandas(_one_type_per_column(frame), preserve_index=False)
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+
+
+def write_atomic(table: pa.Table, destination: str) -> None:
+    """Local path: temp file in the same folder + os.replace. URI: the object store's single PUT."""
+    if "://" in destination and not destination.startswith("file://"):
+        filesystem, path = pafs.FileSystem.from_uri(destination)
+        pq.write_table(table, path, filesystem=filesystem)
+        return
+    path = Path(destination.removeprefix("file://"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def join(folder: str, name: str) -> str:
+    return f"{folder.rstrip('/')}/{name}"
+
+
+def write_results(folder: str, study: Study, epochs: list[dict], trials: list[dict], run_info: dict | None = None):
+    meta = file_metadata(study, run_info)
+    epochs_frame = pd.DataFrame(epochs)
+    if not epochs_frame.empty:
+        epochs_frame = epochs_frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
+        assert not epochs_frame.duplicated(["trial_id", "epoch"]).any(), "one row per (trial_id, epoch)"
+    trials_frame = pd.DataFrame(trials)
+    if not trials_frame.empty:
+        trials_frame = trials_frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    write_atomic(_table(epochs_frame, meta), join(folder, EPOCHS_FILE))
+    write_atomic(_table(trials_frame, meta), join(folder, TRIALS_FILE))
+
+
+def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dict]]:
+    """trials: trial_id -> {"config", "history" (list of metric dicts), "error"} -> (epoch rows, trial rows)."""
+    epochs_out, trials_out = [], []
+    for trial_id, trial in sorted(trials.items()):
+        rows = epoch_rows(study, trial_id, trial["config"], trial["history"])
+        finals = [m for m in trial["history"] if "test_acc" in m and m["test_acc"] == m["test_acc"]]
+        last = finals[-1] if finals else (trial["history"][-1] if trial["history"] else {})
+        epochs_out += rows
+        trials_out.append(trial_row(study, trial_id, trial["config"], rows, last, trial.get("error")))
+    return epochs_out, trials_out
+
+
+def from_result_grid(study: Study, grid) -> dict[str, dict]:
+    """Ray's ResultGrid -> the per-trial records `collect` takes (reported history, config, error)."""
+    trials = {}
+    for result in grid:
+        frame = result.metrics_dataframe
+        history = frame.to_dict("records") if frame is not None and not frame.empty else []
+        if result.config is None or (not history and result.error is None):
+            continue  # never started (pending when the study stopped): nothing to record yet
+        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        error = None
+        if result.error is not None:
+            error = str(result.error).strip().splitlines()[-1][:500] if str(result.error).strip() else type(result.error).__name__
+        trials[trial_id] = {"config": result.config, "history": history, "error": error}
+    return trials

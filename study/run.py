@@ -1,0 +1,418 @@
+"""Run a study on Ray Tune: `python -m study.<preset> [flags]`.
+
+Builds the Tuner (grid or Optuna search, resources, storage, failure and
+resume handling), runs it, keeps `epochs.parquet` / `trials.parquet` fresh as
+trials finish, and ends with a one-line summary. Bad input of any kind is one
+line on stderr and exit code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from trainables.cli import EXIT_BAD_INPUT, OneLineParser
+from trainables.errors import UserError
+from trainables.registry import TRAINABLES, resolve_config
+
+from study import export
+from study.presets import OPTUNA_PRESET, SMOKE_DATA, SMOKE_EPOCHS, STUDIES, Study, optuna_study
+from study.spaces import grid_points, grid_space, optuna_space
+
+RUN_FILE = "hpstudy_run.json"  # how the study was started, for --resume
+DEFAULT_STORAGE = "results"
+DEFAULT_OPTUNA_SAMPLES = 20
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    preset: str
+    trainable: str | None  # Optuna preset only
+    epochs: int | None
+    seeds: int | None
+    smoke: bool
+    storage: str
+    name: str
+    address: str | None
+    resume: bool
+    data_root: str
+    download: bool
+    cpus_per_trial: float
+    gpus_per_trial: float | None
+    max_concurrent: int | None
+    num_samples: int | None
+    max_failures: int
+    asha: bool
+
+    @property
+    def folder(self) -> str:
+        return export.join(self.storage, self.name)
+
+
+# --- command line ------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _resource(allow_zero: bool):
+    import argparse
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number such as 1 or 0.25, got {text!r}") from None
+        if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number {'>= 0' if allow_zero else '> 0'}, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
+    is_optuna = preset == OPTUNA_PRESET
+    parser = OneLineParser(prog=f"python -m study.{preset}",
+                           description=(STUDIES[preset].description if not is_optuna
+                                        else "Optuna search (OptunaSearch under a ConcurrencyLimiter) for one trainable."))
+    if is_optuna:
+        parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
+                            help=f"one of: {', '.join(TRAINABLES)}")
+    parser.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the preset's)")
+    parser.add_argument("--seeds", type=_positive_int, help="seeds per configuration, 0..K-1 (default: the preset's)")
+    parser.add_argument("--smoke", action="store_true", help=f"a handful of trials, {SMOKE_EPOCHS} epochs, small data")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder or URI (s3://, gs://); default ./results")
+    parser.add_argument("--name", help="study folder name under --storage (default: the preset name)")
+    parser.add_argument("--address", help="Ray cluster to join (auto on a `ray up` head node); default: start a local Ray")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted study in --storage/--name")
+    parser.add_argument("--data-root", default="data", help="dataset folder (default ./data)")
+    parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
+    parser.add_argument("--cpus-per-trial", type=_resource(allow_zero=False), default=1.0)
+    parser.add_argument("--gpus-per-trial", type=_resource(allow_zero=True), default=None,
+                        help="GPUs per trial, fractions pack trials (0.25: four per GPU); default 1 if the cluster has GPUs, else 0")
+    parser.add_argument("--max-concurrent", type=_positive_int, help="trials running at once (default: as resources allow)")
+    parser.add_argument("--num-samples", type=_positive_int,
+                        help=f"Optuna trials (default {DEFAULT_OPTUNA_SAMPLES}); grid presets run each grid point once")
+    parser.add_argument("--max-failures", type=_non_negative_int, default=3, help="retries of a failed trial from its checkpoint")
+    if is_optuna:
+        parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
+    args = parser.parse_args(argv)
+
+    if not is_optuna and args.num_samples is not None:
+        parser.error("--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats")
+    if is_optuna and args.seeds not in (None, 1):
+        parser.error("an Optuna search trains seed 0 per sampled config; drop --seeds (grid presets take --seeds)")
+    trainable = getattr(args, "trainable", None)
+    name = args.name or (f"optuna_{trainable}" if is_optuna else preset)
+    if "/" in name or name in (".", ".."):
+        parser.error(f"--name must be a plain folder name, got {name!r}")
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
+    return RunOptions(
+        preset=preset, trainable=trainable, epochs=args.epochs, seeds=args.seeds, smoke=args.smoke,
+        storage=storage, name=name, address=args.address, resume=args.resume,
+        data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
+    )
+
+
+# --- the study as run ------------------------------------------------------------------
+
+def effective_study(options: RunOptions) -> Study:
+    """The preset with this run's --epochs / --seeds / --smoke applied."""
+    study = optuna_study(options.trainable) if options.preset == OPTUNA_PRESET else STUDIES[options.preset]
+    fixed = dict(study.fixed)
+    axes = dict(study.axes)
+    seeds = options.seeds or study.seeds
+    if options.smoke:
+        axes, seeds = dict(study.smoke_axes), 1
+        fixed.update(SMOKE_DATA, epochs=SMOKE_EPOCHS)
+    if options.epochs:
+        fixed["epochs"] = options.epochs
+    return replace(study, name=options.name, fixed=fixed, axes=axes, seeds=seeds)
+
+
+def validate_study(study: Study, options: RunOptions) -> None:
+    """Resolve every config the study will run, so a bad one stops us before Ray starts."""
+    if options.preset == OPTUNA_PRESET:
+        sample = {"lr": 1e-3, "weight_decay": 1e-4, "dropout": 0.1, "activation": "relu", "batchnorm": True}
+        resolve_config(study.expand({**study.fixed, **sample, "seed": 0}))
+        return
+    for config in grid_points(study.fixed, study.axes, study.seeds):
+        resolve_config(study.expand(config))
+
+
+def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str) -> None:
+    """What each Ray trial runs: expand the study's level labels, then train."""
+    from trainables.tune_adapter import train
+
+    trial_config = study.expand(config)
+    dataset = TRAINABLES[trial_config["trainable"]].dataset
+    train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset])
+
+
+def trial_dirname(trial) -> str:
+    # The folder is the trial id, so exported rows and Ray's folders match one to one.
+    return trial.trial_id
+
+
+# --- checks that must pass before anything is written ----------------------------------
+
+def check_address(address: str | None) -> None:
+    """Fail fast on an unreachable cluster (ray.init would wait for minutes)."""
+    if address in (None, "auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r} is not HOST:PORT or auto; e.g. --address 10.0.0.5:6379")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach a Ray cluster at {address} ({exc.strerror or exc}); start one with "
+                        "`ray start --head` or `ray up cluster.yaml`, or drop --address to run locally") from None
+
+
+def check_storage(options: RunOptions) -> None:
+    if "://" in options.storage:
+        return  # object stores: Ray and pyarrow report their own errors on the first write
+    storage = Path(options.storage)
+    existing = storage
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise UserError(f"--storage {options.storage} is not writable ({existing} is "
+                        f"{'not a folder' if not existing.is_dir() else 'read-only'}); choose a writable folder")
+    folder = storage / options.name
+    has_results = folder.exists() and any(folder.iterdir())
+    if options.resume and not has_results:
+        raise UserError(f"nothing to resume at {folder}; run without --resume to start the study")
+    if not options.resume and has_results:
+        raise UserError(f"results already exist at {folder}; pass --resume to continue them, "
+                        "or --name NEW (or another --storage) to start a new study")
+
+
+def load_run_file(options: RunOptions) -> dict:
+    path = Path(options.folder) / RUN_FILE
+    if not path.exists():
+        raise UserError(f"{Path(options.folder)} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
+    saved = json.loads(path.read_text())
+    if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
+        raise UserError(f"{options.folder} holds a {saved['preset']} study; resume it with python -m study.{saved['preset']}")
+    return saved
+
+
+def check_data(study: Study, options: RunOptions):
+    """Load each dataset once in the driver; Ray's object store ships it to every node."""
+    from trainables import data
+
+    return {name: data.load(name, options.data_root, download=options.download) for name in study.datasets()}
+
+
+# --- live export -------------------------------------------------------------------------
+
+def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
+    """A Tune callback that rewrites the Parquet files whenever a trial finishes or errors."""
+    from ray.tune import Callback
+
+    class ParquetExporter(Callback):
+        def __init__(self):
+            self.trials: dict[str, dict] = {k: dict(v) for k, v in previous.items()}
+
+        def _record(self, trial, result=None, error=None):
+            record = self.trials.setdefault(trial.trial_id, {"config": trial.config, "history": [], "error": None})
+            if result is not None:
+                record["history"].append(result)
+            if error is not None:
+                record["error"] = error
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            self._record(trial, result=result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.flush()
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            self._record(trial, error=_error_text(trial))
+            self.flush()
+
+        def flush(self):
+            epochs, trial_rows = export.collect(study, self.trials)
+            export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
+
+    return ParquetExporter()
+
+
+def _error_text(trial) -> str:
+    message = getattr(trial, "error_message", None) or "trial failed"
+    lines = [line for line in str(message).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed"
+
+
+def run_info(options: RunOptions) -> dict:
+    return {"preset": options.preset, "trainable": options.trainable, "smoke": options.smoke,
+            "epochs": options.epochs, "seeds": options.seeds, "data_root": options.data_root,
+            "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
+            "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
+            "max_failures": options.max_failures, "asha": options.asha}
+
+
+# --- the Tuner ----------------------------------------------------------------------------
+
+def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float):
+    from ray import tune
+
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root),
+        {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
+    )
+    run_config = tune.RunConfig(
+        name=options.name,
+        storage_path=options.storage,
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest is all a restart needs
+        callbacks=[exporter],
+        verbose=1,
+    )
+    if options.resume:
+        return tune.Tuner.restore(options.folder, trainable, resume_unfinished=True, resume_errored=False)
+    if options.preset == OPTUNA_PRESET:
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        epochs = resolve_config({**study.fixed})["epochs"]
+        search = ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=options.max_concurrent or 2)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1) if options.asha else None
+        param_space = {**study.fixed, **optuna_space(), "seed": 0}
+        num_samples = 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
+                                      num_samples=num_samples, reuse_actors=True, trial_dirname_creator=trial_dirname)
+    else:
+        param_space = grid_space(study.fixed, study.axes, study.seeds)
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=True,
+                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def start_ray(options: RunOptions) -> bool:
+    """Join --address, or start a local Ray; True if we started (and so must stop) it."""
+    import ray
+
+    if ray.is_initialized():
+        return False  # an embedding program (or a test) owns Ray
+    try:
+        if options.address:
+            ray.init(address=options.address, log_to_driver=True)
+        else:
+            ray.init(include_dashboard=False)
+    except ConnectionError as exc:
+        raise UserError(f"cannot connect to Ray at {options.address}: {exc}; start a cluster "
+                        "(`ray start --head` or `ray up cluster.yaml`) or drop --address") from None
+    return True
+
+
+def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
+    counts = {s: sum(t["status"] == s for t in trials) for s in export.STATUSES}
+    return (f"{options.name}: {len(trials)} trials: {counts['completed']} completed, {counts['diverged']} diverged, "
+            f"{counts['error']} errored in {seconds:.0f} s; results in {options.folder}/{export.EPOCHS_FILE} "
+            f"and {export.TRIALS_FILE}")
+
+
+def run(options: RunOptions) -> int:
+    started = time.perf_counter()
+    if options.resume:
+        check_storage(options)
+        saved = load_run_file(options)
+        options = replace(options, **{k: saved[k] for k in ("smoke", "epochs", "seeds", "num_samples", "asha")})
+    study = effective_study(options)
+    validate_study(study, options)
+    check_address(options.address)
+    if not options.resume:
+        check_storage(options)
+    splits_by_dataset = check_data(study, options)
+
+    import ray
+
+    owns_ray = start_ray(options)
+    try:
+        gpus = options.gpus_per_trial
+        if gpus is None:
+            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        previous = {}
+        if options.resume:
+            previous = export.from_result_grid(study, tune_restore_results(options))
+        else:
+            _write_run_file(options)
+        exporter = make_exporter(study, options, previous)
+        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus)
+        grid = tuner.fit()
+        trials = export.from_result_grid(study, grid)
+        epochs, trial_rows = export.collect(study, trials)
+        export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
+        unfinished = sum(1 for r in grid if r.metrics is None or (r.error is None and not _finished(r, study)))
+        print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
+        if unfinished:
+            print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
+                  flush=True)
+    finally:
+        if owns_ray:
+            ray.shutdown()
+    return 0
+
+
+def _finished(result, study: Study) -> bool:
+    metrics = result.metrics or {}
+    return bool(metrics.get("diverged")) or "test_acc" in metrics
+
+
+def tune_restore_results(options: RunOptions):
+    """Results recorded before the interruption (the restored Tuner reports only new ones)."""
+    from ray.tune import ExperimentAnalysis  # noqa: F401  (documented import path check)
+    from ray.tune import ResultGrid
+
+    return ResultGrid(ExperimentAnalysis(options.folder))
+
+
+def _write_run_file(options: RunOptions) -> None:
+    if "://" in options.storage:
+        return
+    folder = Path(options.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_FILE).write_text(json.dumps(run_info(options), indent=2))
+
+
+def main(preset: str, argv: list[str] | None = None) -> int:
+    prog = f"python -m study.{preset}"
+    options = parse_args(preset, argv)
+    try:
+        return run(options)
+    except UserError as error:
+        sys.stderr.write(f"{prog}: error: {error}\n")
+        return EXIT_BAD_INPUT

@@ -1,0 +1,42 @@
+"""Search spaces: grids (every combination, each seed its own trial) and Optuna spaces.
+
+They stay separate on purpose: Optuna samples from distributions and cannot
+take `tune.grid_search`; a grid has no distributions.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+
+from ray import tune
+
+
+def grid_space(fixed: Mapping, axes: Mapping[str, Sequence], seeds: int) -> dict:
+    """Ray Tune param_space: constants, one grid_search per axis, and the seed axis."""
+    space = dict(fixed)
+    for key, values in axes.items():
+        space[key] = tune.grid_search(list(values))
+    space["seed"] = tune.grid_search(list(range(seeds)))
+    return space
+
+
+def grid_points(fixed: Mapping, axes: Mapping[str, Sequence], seeds: int) -> list[dict]:
+    """Every config the grid produces, in plain Python (to validate before Ray starts)."""
+    keys = [*axes, "seed"]
+    values = [list(v) for v in axes.values()] + [list(range(seeds))]
+    return [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*values)]
+
+
+# Optuna: log scales for the rates, a bounded dropout, categorical ablations.
+OPTUNA_ACTIVATIONS = ["relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid"]
+
+
+def optuna_space() -> dict:
+    return {
+        "lr": tune.loguniform(1e-5, 1.0),
+        "weight_decay": tune.loguniform(1e-6, 1e-1),
+        "dropout": tune.uniform(0.0, 0.5),
+        "activation": tune.choice(OPTUNA_ACTIVATIONS),
+        "batchnorm": tune.choice([True, False]),
+    }

@@ -1,0 +1,113 @@
+"""Every preset runs with --smoke on a real local Ray and writes the contract's Parquet files."""
+
+import contextlib
+import io
+import json
+import math
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import ray
+
+from study import export
+from study.presets import STUDIES
+from study.run import main
+
+EPOCH_COLUMNS = ["study", "trial_id", "trainable", "activation", "batchnorm", "lr", "weight_decay", "dropout",
+                 "optimizer", "init", "batch_size", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
+                 "epoch_time_s"]
+TRIAL_COLUMNS = ["study", "trial_id", "trainable", "activation", "batchnorm", "lr", "weight_decay", "dropout",
+                 "optimizer", "init", "batch_size", "seed", "status", "epochs_completed", "final_val_acc", "best_val_acc",
+                 "best_epoch", "final_val_loss", "test_acc", "train_time_s", "train_us_per_sample",
+                 "infer_us_per_sample", "n_params", "device", "hostname"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def smoke_trials(name: str) -> int:
+    return math.prod(len(v) for v in STUDIES[name].smoke_axes.values())
+
+
+def read(folder):
+    return pd.read_parquet(folder / export.EPOCHS_FILE), pd.read_parquet(folder / export.TRIALS_FILE)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(local_ray, data_root, tmp_path_factory):
+    """Run a preset with --smoke once per module; tests share its results folder and summary line."""
+    runs = {}
+
+    def run(preset):
+        if preset not in runs:
+            storage = tmp_path_factory.mktemp(preset)
+            output = io.StringIO()
+            with contextlib.redirect_stdout(output):
+                code = main(preset, ["--smoke", "--storage", str(storage), "--data-root", str(data_root)])
+            runs[preset] = (code, storage / preset, output.getvalue())
+        return runs[preset]
+
+    return run
+
+
+@pytest.mark.parametrize("preset", list(STUDIES))
+def test_every_preset_runs_in_smoke_mode(preset, smoke_run):
+    code, folder, output = smoke_run(preset)
+    assert code == 0
+    summary = output.strip().splitlines()[-1]
+    assert summary.startswith(f"{preset}: {smoke_trials(preset)} trials") and str(folder) in summary
+    epochs, trials = read(folder)
+    assert set(EPOCH_COLUMNS) <= set(epochs.columns)
+    assert set(TRIAL_COLUMNS) <= set(trials.columns)
+    assert len(trials) == smoke_trials(preset) and trials["trial_id"].is_unique
+    assert not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert (trials["status"] != "error").all(), trials.loc[trials["status"] == "error", "error"].tolist()
+    completed = trials[trials["status"] == "completed"]
+    assert (completed["epochs_completed"] == 2).all()
+    assert len(epochs) == trials["epochs_completed"].sum()
+    assert set(epochs["study"]) == {preset}
+    for axis in STUDIES[preset].smoke_axes:
+        assert trials[axis].nunique() == len(STUDIES[preset].smoke_axes[axis]), axis
+    meta = pq.read_schema(folder / export.TRIALS_FILE).metadata
+    assert json.loads(meta[b"hpstudy.study"])["name"] == preset
+    assert json.loads(meta[b"hpstudy.versions"])["torch"]
+
+
+def test_a_diverging_config_inside_a_grid_is_a_result(local_ray, data_root, tmp_path):
+    # lr 10 with weight decay 10 multiplies the weights ~100x per step: NaN within ~20 steps of the fixture data
+    code = main("lr_sensitivity", ["--smoke", "--epochs", "25", "--storage", str(tmp_path), "--data-root", str(data_root)])
+    assert code == 0
+    _, trials = read(tmp_path / "lr_sensitivity")
+    assert set(trials.loc[(trials["lr"] == 10.0) & (trials["weight_decay"] == 10.0), "status"]) == {"diverged"}
+    assert set(trials.loc[trials["lr"] == 0.01, "status"]) == {"completed"}
+
+
+def test_bundles_expand_into_real_config_columns(smoke_run):
+    _, trials = read(smoke_run("optimizer_benchmark")[1])
+    by_optimizer = trials.groupby("optimizer")["lr"].unique().to_dict()
+    assert by_optimizer["sgd"].tolist() == [0.1] and by_optimizer["cubic_adam"].tolist() == [1e-3]
+    assert set(trials["regularization"]) == {"none"} and set(trials["hidden"]) == {"[128, 128]"}
+    assert set(trials["trainable"]) == {"fashion_mnist_mlp", "mnist_mlp"}
+
+
+def test_mnist_depth_records_gradient_norms(smoke_run):
+    epochs, trials = read(smoke_run("mnist_depth")[1])
+    assert {"grad_norm_first", "grad_norm_last"} <= set(epochs.columns)
+    assert epochs[["grad_norm_first", "grad_norm_last"]].notna().all().all()
+    assert set(zip(trials["depth"], trials["width"])) == {(5, 64), (10, 48)}
+
+
+def test_optuna_search_with_asha(tmp_path, data_root, local_ray, capsys):
+    code = main("optuna", ["mnist1d_cnn", "--smoke", "--num-samples", "3", "--asha", "--storage", str(tmp_path),
+                           "--data-root", str(data_root)])
+    assert code == 0
+    epochs, trials = read(tmp_path / "optuna_mnist1d_cnn")
+    assert len(trials) == 3 and trials["lr"].nunique() == 3
+    assert trials["lr"].between(1e-5, 1.0).all() and trials["dropout"].between(0, 0.5).all()
+    assert set(trials["status"]) <= {"completed", "diverged"}
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("optuna_mnist1d_cnn: 3 trials")
