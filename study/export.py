@@ -28,7 +28,8 @@ EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epo
 OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
 FINAL_METRICS = ["test_acc", "test_loss", "train_time_s", "train_us_per_sample", "infer_us_per_sample", "n_params",
                  "device", "hostname", "node_id"]
-STATUSES = ("completed", "diverged", "error")
+# "unfinished" only appears while a study runs or after it was interrupted (until --resume).
+STATUSES = ("completed", "diverged", "error", "unfinished")
 
 EPOCHS_FILE = "epochs.parquet"
 TRIALS_FILE = "trials.parquet"
@@ -63,10 +64,11 @@ def epoch_rows(study: Study, trial_id: str, config: dict, history: list[dict]) -
     return rows
 
 
-def trial_row(study: Study, trial_id: str, config: dict, epochs: list[dict], last: dict, error: str | None) -> dict:
+def trial_row(study: Study, trial_id: str, config: dict, epochs: list[dict], last: dict, error: str | None,
+              finished: bool = True) -> dict:
     row = {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
     diverged = bool(epochs and epochs[-1]["diverged"])
-    row["status"] = "error" if error else ("diverged" if diverged else "completed")
+    row["status"] = "error" if error else "diverged" if diverged else "completed" if finished else "unfinished"
     row["error"] = error
     row["epochs_completed"] = len(epochs)
     if epochs:
@@ -172,21 +174,39 @@ def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dic
         finals = [m for m in trial["history"] if "test_acc" in m and m["test_acc"] == m["test_acc"]]
         last = finals[-1] if finals else (trial["history"][-1] if trial["history"] else {})
         epochs_out += rows
-        trials_out.append(trial_row(study, trial_id, trial["config"], rows, last, trial.get("error")))
+        trials_out.append(trial_row(study, trial_id, trial["config"], rows, last, trial.get("error"),
+                                    trial.get("finished", True)))
     return epochs_out, trials_out
 
 
-def from_result_grid(study: Study, grid) -> dict[str, dict]:
-    """Ray's ResultGrid -> the per-trial records `collect` takes (reported history, config, error)."""
+def from_experiment(study: Study, folder: str) -> dict[str, dict]:
+    """What Tune saved in `folder` -> the per-trial records `collect` takes.
+
+    Reads Ray's public ExperimentAnalysis / ResultGrid (reported history, config,
+    error) and the saved trial status: TERMINATED or ERROR means finished; a trial
+    still pending or running when the driver stopped is unfinished.
+    """
+    from ray.tune import ExperimentAnalysis, ResultGrid
+
+    analysis = ExperimentAnalysis(folder)
     trials = {}
-    for result in grid:
+    for trial, result in zip(analysis.trials, ResultGrid(analysis)):
         frame = result.metrics_dataframe
         history = frame.to_dict("records") if frame is not None and not frame.empty else []
-        if result.config is None or (not history and result.error is None):
-            continue  # never started (pending when the study stopped): nothing to record yet
-        trial_id = (result.metrics or {}).get("trial_id") or Path(result.path).name
+        if not history and result.error is None:
+            continue  # never started: nothing to record yet
         error = None
         if result.error is not None:
-            error = str(result.error).strip().splitlines()[-1][:500] if str(result.error).strip() else type(result.error).__name__
-        trials[trial_id] = {"config": result.config, "history": history, "error": error}
+            lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
+            error = lines[-1][:500] if lines else type(result.error).__name__
+        trials[trial.trial_id] = {"config": trial.config, "history": history, "error": error,
+                                  "finished": trial.status in ("TERMINATED", "ERROR")}
     return trials
+
+
+def count_pending(folder: str) -> int:
+    """Trials that never started (no results yet) and are not finished."""
+    from ray.tune import ExperimentAnalysis
+
+    return sum(1 for t in ExperimentAnalysis(folder).trials
+               if t.status not in ("TERMINATED", "ERROR") and not t.last_result)

@@ -24,6 +24,7 @@ from study import export
 from study.presets import OPTUNA_PRESET, SMOKE_DATA, SMOKE_EPOCHS, STUDIES, Study, optuna_study
 from study.spaces import grid_points, grid_space, optuna_space
 
+EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--resume` continues
 RUN_FILE = "hpstudy_run.json"  # how the study was started, for --resume
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
@@ -245,21 +246,24 @@ def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
         def __init__(self):
             self.trials: dict[str, dict] = {k: dict(v) for k, v in previous.items()}
 
-        def _record(self, trial, result=None, error=None):
-            record = self.trials.setdefault(trial.trial_id, {"config": trial.config, "history": [], "error": None})
+        def _record(self, trial, result=None, error=None, finished=False):
+            record = self.trials.setdefault(
+                trial.trial_id, {"config": trial.config, "history": [], "error": None, "finished": False})
             if result is not None:
                 record["history"].append(result)
             if error is not None:
                 record["error"] = error
+            record["finished"] = record["finished"] or finished
 
         def on_trial_result(self, iteration, trials, trial, result, **info):
             self._record(trial, result=result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            self._record(trial, finished=True)
             self.flush()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(trial, error=_error_text(trial))
+            self._record(trial, error=_error_text(trial), finished=True)
             self.flush()
 
         def flush(self):
@@ -340,8 +344,9 @@ def start_ray(options: RunOptions) -> bool:
 
 def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
     counts = {s: sum(t["status"] == s for t in trials) for s in export.STATUSES}
+    unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
     return (f"{options.name}: {len(trials)} trials: {counts['completed']} completed, {counts['diverged']} diverged, "
-            f"{counts['error']} errored in {seconds:.0f} s; results in {options.folder}/{export.EPOCHS_FILE} "
+            f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{export.EPOCHS_FILE} "
             f"and {export.TRIALS_FILE}")
 
 
@@ -367,37 +372,27 @@ def run(options: RunOptions) -> int:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
         previous = {}
         if options.resume:
-            previous = export.from_result_grid(study, tune_restore_results(options))
+            previous = export.from_experiment(study, options.folder)
         else:
             _write_run_file(options)
         exporter = make_exporter(study, options, previous)
         tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus)
-        grid = tuner.fit()
-        trials = export.from_result_grid(study, grid)
+        tuner.fit()
+        # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
+        # while the saved state keeps the unfinished ones pending for --resume.
+        trials = export.from_experiment(study, options.folder)
         epochs, trial_rows = export.collect(study, trials)
         export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
-        unfinished = sum(1 for r in grid if r.metrics is None or (r.error is None and not _finished(r, study)))
+        unfinished = sum(not t["finished"] for t in trials.values()) + export.count_pending(options.folder)
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
         if unfinished:
             print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
                   flush=True)
+            return EXIT_INTERRUPTED
     finally:
         if owns_ray:
             ray.shutdown()
     return 0
-
-
-def _finished(result, study: Study) -> bool:
-    metrics = result.metrics or {}
-    return bool(metrics.get("diverged")) or "test_acc" in metrics
-
-
-def tune_restore_results(options: RunOptions):
-    """Results recorded before the interruption (the restored Tuner reports only new ones)."""
-    from ray.tune import ExperimentAnalysis  # noqa: F401  (documented import path check)
-    from ray.tune import ResultGrid
-
-    return ResultGrid(ExperimentAnalysis(options.folder))
 
 
 def _write_run_file(options: RunOptions) -> None:

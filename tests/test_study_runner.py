@@ -1,0 +1,186 @@
+"""The runner under failure: driver interrupted (SIGINT, SIGKILL) and resumed, bad input, cluster.yaml."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from study import export
+from study.run import main
+
+KEY = ["activation", "batchnorm", "seed", "epoch"]
+
+
+class StudyProcess:
+    """python -m study.mnist1d_grid in the background, its output in a file (a full pipe would stall it)."""
+
+    def __init__(self, *args, log: Path):
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen([sys.executable, "-m", "study.mnist1d_grid", *args], cwd=REPO,
+                                         stdout=out, stderr=subprocess.STDOUT, text=True)
+
+    def send_signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def finish(self, timeout=300) -> tuple[int, str]:
+        self.proc.wait(timeout=timeout)
+        return self.proc.returncode, self.log.read_text()
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def some_trial_reached_epoch(folder: Path, epoch: int) -> bool:
+    return any(folder.glob(f"*/checkpoint_{epoch - 1:06d}"))
+
+
+def epoch_table(folder: Path) -> pd.DataFrame:
+    epochs = pd.read_parquet(folder / export.EPOCHS_FILE)
+    return epochs.sort_values(KEY).reset_index(drop=True)
+
+
+SMALL = ["--smoke", "--epochs", "30"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, data_root):
+    """The same study, never interrupted."""
+    storage = tmp_path_factory.mktemp("reference")
+    code, out = StudyProcess(*SMALL, "--storage", str(storage), "--data-root", str(data_root),
+                             log=storage / "driver.log").finish()
+    assert code == 0, out[-3000:]
+    return epoch_table(storage / "mnist1d_grid")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path, data_root, reference):
+    folder = tmp_path / "mnist1d_grid"
+    args = [*SMALL, "--storage", str(tmp_path), "--data-root", str(data_root)]
+    proc = StudyProcess(*args, log=tmp_path / "first.log")
+    wait_for(lambda: some_trial_reached_epoch(folder, 5), what="a trial at epoch 5")
+    proc.send_signal(sig)
+    code, out = proc.finish(timeout=120)
+    if sig == signal.SIGINT:
+        assert code == 130, out[-3000:]
+        assert "did not finish; continue with the same command and --resume" in out
+    else:
+        assert code == -signal.SIGKILL
+    finished_before = {p.parent.name: len(p.read_text().splitlines())
+                       for p in folder.glob("*/result.json")
+                       if any('"test_acc"' in line for line in p.read_text().splitlines())}
+    assert len(finished_before) < 4  # the interruption did land mid-study
+
+    code, out = StudyProcess(*args, "--resume", log=tmp_path / "resumed.log").finish()
+    assert code == 0, out[-3000:]
+    assert "4 trials: 4 completed" in out
+
+    table = epoch_table(folder)
+    assert not table.duplicated(["trial_id", "epoch"]).any()
+    assert table[KEY].equals(reference[KEY])  # same trials, same epochs
+    # deterministic trials resumed from checkpoints: the very same numbers
+    assert table["val_acc"].tolist() == reference["val_acc"].tolist()
+    for trial_id, lines in finished_before.items():  # finished trials were not rerun
+        assert len((folder / trial_id / "result.json").read_text().splitlines()) == lines
+
+
+# --- bad input: one line, exit 2, nothing written or overwritten ------------------------------
+
+def run_main(capsys, *argv, preset="mnist1d_grid"):
+    try:
+        code = main(preset, list(argv))
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip().splitlines()
+    return code, err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--epochs", "0"], "argument --epochs: expected a positive integer, got '0'"),
+    (["--seeds", "many"], "argument --seeds: expected a positive integer, got 'many'"),
+    (["--cpus-per-trial", "0"], "argument --cpus-per-trial: expected a number > 0"),
+    (["--gpus-per-trial", "-1"], "argument --gpus-per-trial: expected a number >= 0"),
+    (["--max-failures", "-2"], "argument --max-failures: expected an integer >= 0"),
+    (["--num-samples", "5"], "--num-samples is for Optuna searches"),
+    (["--colour", "blue"], "unrecognized arguments: --colour blue"),
+    (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
+    (["--address", "nonsense"], "is not HOST:PORT or auto"),
+    (["--resume"], "nothing to resume at"),
+])
+def test_bad_flags(argv, expected, tmp_path, capsys):
+    code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "results").exists()
+
+
+def test_optuna_bad_trainable_and_seeds(tmp_path, capsys):
+    code, err = run_main(capsys, "resnet", "--storage", str(tmp_path), preset="optuna")
+    assert code == 2 and len(err) == 1 and "invalid choice: 'resnet'" in err[0]
+    code, err = run_main(capsys, "mnist1d_cnn", "--seeds", "3", "--storage", str(tmp_path), preset="optuna")
+    assert code == 2 and len(err) == 1 and "drop --seeds" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_storage(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    code, err = run_main(capsys, "--storage", str(blocker / "results"))
+    assert code == 2 and len(err) == 1 and "is not writable" in err[0] and "not a folder" in err[0]
+    assert blocker.read_text() == "not a folder"
+
+
+def test_existing_results_are_never_overwritten(tmp_path, capsys):
+    folder = tmp_path / "mnist1d_grid"
+    folder.mkdir()
+    (folder / export.EPOCHS_FILE).write_bytes(b"precious")
+    code, err = run_main(capsys, "--storage", str(tmp_path))
+    assert code == 2 and len(err) == 1 and "results already exist" in err[0] and "--resume" in err[0]
+    assert (folder / export.EPOCHS_FILE).read_bytes() == b"precious"
+
+
+def test_missing_dataset_stops_before_anything_is_written(tmp_path, capsys):
+    code, err = run_main(capsys, "--storage", str(tmp_path / "results"), "--data-root", str(tmp_path / "nowhere"),
+                         preset="cifar10_grid")
+    assert code == 2 and len(err) == 1 and "--download" in err[0]
+    assert not (tmp_path / "results").exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_bad_input_from_a_real_shell_has_no_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "study.stl10_grid", "--seeds", "0", "--storage", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        "python -m study.stl10_grid: error: argument --seeds: expected a positive integer, got '0'; "
+        "see python -m study.stl10_grid --help"]
+
+
+# --- cluster.yaml ---------------------------------------------------------------------------
+
+def test_cluster_yaml_passes_rays_autoscaler_schema():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    workers = prepared["available_node_types"]["gpu_worker"]
+    assert workers["min_workers"] == 0 and workers["node_config"]["InstanceType"].startswith("g5")
+    assert any("pip install -e ~/hpstudy" in c for c in prepared["setup_commands"])
+    assert prepared["file_mounts"]["~/hpstudy"] == "."
+    broken = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    broken["available_node_types"]["gpu_worker"]["max_wokers"] = 2
+    with pytest.raises(Exception, match="max_wokers"):
+        validate_config(prepare_config(broken))
