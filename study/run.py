@@ -327,6 +327,9 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
 
 def start_ray(options: RunOptions) -> bool:
     """Join --address, or start a local Ray; True if we started (and so must stop) it."""
+    # Per-epoch checkpoints with num_to_keep force a snapshot of Tune's (small) experiment
+    # state each time; that is what makes --resume exact, so the warning about it is noise.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     import ray
 
     if ray.is_initialized():

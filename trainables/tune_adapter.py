@@ -7,6 +7,7 @@ with `tune.get_checkpoint()` and continues from the next epoch.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -48,6 +49,9 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
     when given through `tune.with_parameters`, is shared by all trials on a
     node via Ray's object store instead of each worker loading its own copy.
     """
+    # One "Checkpoint successfully created" line per epoch per trial drowns the
+    # driver's output; failures still surface as warnings and trial errors.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     threads = _threads_assigned_by_ray()
     if threads:
         torch.set_num_threads(threads)
