@@ -346,6 +346,7 @@ def load_word_vectors(path: str | Path, vocab: tuple[str, ...], dim: int) -> tor
 class DatasetSpec:
     load: Callable[[Path, bool], "Splits"]
     downloadable: bool
+    num_classes: int = 10
 
 
 def _image_dataset(name: str, raw_loader, mean, std, num_classes=10):
@@ -377,7 +378,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "stl10": DatasetSpec(_image_dataset("stl10", _load_stl10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), True),
     "mnist": DatasetSpec(_image_dataset("mnist", _load_idx("MNIST", "mnist"), (0.1307,), (0.3081,)), True),
     "fashion_mnist": DatasetSpec(_image_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"), (0.2860,), (0.3530,)), True),
-    "twitter_pos": DatasetSpec(_twitter_pos, False),
+    "twitter_pos": DatasetSpec(_twitter_pos, False, num_classes=len(TWITTER_TAGS)),
     "mnist1d": DatasetSpec(_mnist1d, False),
 }
 

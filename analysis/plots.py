@@ -1,0 +1,146 @@
+"""Seaborn figures of a study's results. Each function returns a matplotlib Figure
+with labelled axes, a title and a legend; the caller saves or shows it."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from analysis.stats import learning_curves as curve_table
+
+LABELS = {
+    "final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
+    "test_acc": "test accuracy", "train_time_s": "training time per trial (s)",
+    "train_us_per_sample": "training time per sample (µs)", "infer_us_per_sample": "inference time per sample (µs)",
+    "train_loss": "training loss", "val_loss": "validation loss", "train_acc": "training accuracy",
+    "val_acc": "validation accuracy", "lr": "learning rate", "weight_decay": "weight decay",
+}
+
+
+def label(column: str) -> str:
+    return LABELS.get(column, column.replace("_", " "))
+
+
+def _order(frame: pd.DataFrame, column: str) -> list:
+    return sorted(frame[column].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
+
+
+def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, title: str | None = None):
+    """Box per level of `x` (split by `hue`), every run drawn as a point on top."""
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * trials[x].nunique() + 3), 4.5))
+    order = _order(trials, x)
+    hue_order = _order(trials, hue) if hue else None
+    data = trials
+    sns.boxplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
+                palette="pastel" if hue else None, color=None if hue else "lightsteelblue")
+    sns.stripplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
+                  color="black" if not hue else None, palette="dark" if hue else None, size=4, alpha=0.7,
+                  legend=False)
+    ax.set_xlabel(label(x))
+    ax.set_ylabel(label(value))
+    ax.set_title(title or f"{label(value)} by {label(x)}" + (f" and {label(hue)}" if hue else "") + " (points: runs)")
+    if hue:
+        ax.legend(title=label(hue), loc="best")
+    ax.tick_params(axis="x", rotation=30 if len(order) > 6 else 0)
+    fig.tight_layout()
+    return fig
+
+
+def learning_curves(epochs: pd.DataFrame, factor: str, metrics=("train_loss", "val_loss", "train_acc", "val_acc")):
+    """Median across seeds per level of `factor`, with the inter-quartile range as a band."""
+    metrics = [m for m in metrics if m in epochs.columns]
+    cols = 2
+    rows = int(np.ceil(len(metrics) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(11, 3.8 * rows), squeeze=False)
+    palette = dict(zip(_order(epochs, factor), sns.color_palette("tab10", epochs[factor].nunique())))
+    for ax, metric in zip(axes.flat, metrics):
+        table = curve_table(epochs, factor, metric)
+        for level, part in table.groupby(factor):
+            ax.plot(part["epoch"], part["median"], label=str(level), color=palette[level])
+            ax.fill_between(part["epoch"], part["q25"], part["q75"], color=palette[level], alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label(metric))
+        ax.set_title(f"{label(metric)}: median and IQR across runs")
+        if metric.endswith("loss") and (table["median"] > 0).all() and table["median"].max() / max(table["median"].min(), 1e-12) > 50:
+            ax.set_yscale("log")
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    axes.flat[0].legend(title=label(factor), fontsize="small")
+    fig.suptitle(f"Learning curves by {label(factor)}")
+    fig.tight_layout()
+    return fig
+
+
+def lr_robustness(trials: pd.DataFrame, factor: str, value: str = "final_val_acc"):
+    """Final error (1 - accuracy) against learning rate on a log axis, one line per level of `factor`."""
+    data = trials.assign(error=1.0 - trials[value])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=data, x="lr", y="error", hue=factor, hue_order=_order(data, factor), estimator="median",
+                 errorbar=("pi", 50), marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(f"final error (1 - {label(value)})")
+    ax.set_title(f"Learning-rate robustness by {label(factor)} (median, IQR band)")
+    ax.legend(title=label(factor))
+    fig.tight_layout()
+    return fig
+
+
+def heatmap(trials: pd.DataFrame, rows: str, cols: str, value: str = "final_val_acc"):
+    """Mean of `value` over two factors."""
+    table = trials.pivot_table(index=rows, columns=cols, values=value, aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * table.shape[1] + 3), max(3.5, 0.5 * table.shape[0] + 2)))
+    sns.heatmap(table, annot=True, fmt=".3f", cmap="viridis", ax=ax, cbar_kws={"label": f"mean {label(value)}"})
+    ax.set_xlabel(label(cols))
+    ax.set_ylabel(label(rows))
+    ax.set_title(f"Mean {label(value)} by {label(rows)} and {label(cols)}")
+    fig.tight_layout()
+    return fig
+
+
+def gradient_norms(epochs: pd.DataFrame, factor: str, facet: str | None = None):
+    """First vs last layer gradient norm per epoch (log scale): vanishing gradients show as a gap."""
+    long = epochs.melt(id_vars=[c for c in (factor, facet, "epoch") if c], value_vars=["grad_norm_first", "grad_norm_last"],
+                       var_name="layer", value_name="gradient norm")
+    long["layer"] = long["layer"].map({"grad_norm_first": "first layer", "grad_norm_last": "last layer"})
+    grid = sns.relplot(data=long, x="epoch", y="gradient norm", hue=factor, style="layer", col=facet, kind="line",
+                       estimator="median", errorbar=None, height=4, aspect=1.2)
+    grid.set(yscale="log")
+    grid.set_axis_labels("epoch", "mean gradient norm per step (log)")
+    grid.figure.suptitle("Gradient norm of the first and last layer (median across runs)", y=1.03)
+    return grid.figure
+
+
+def optuna_progress(trials: pd.DataFrame, value: str = "final_val_acc", mode: str = "max"):
+    """Objective per trial in the order Optuna proposed them, and the best so far."""
+    ordered = trials.sort_values("trial_id").reset_index(drop=True)
+    best = ordered[value].cummax() if mode == "max" else ordered[value].cummin()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(ordered.index, ordered[value], label="trial", color="tab:blue", alpha=0.7)
+    ax.plot(ordered.index, best, label="best so far", color="tab:red", drawstyle="steps-post")
+    ax.set_xlabel("trial index (proposal order)")
+    ax.set_ylabel(label(value))
+    ax.set_title("Optuna search: objective and best so far")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def optuna_params(trials: pd.DataFrame, params: list[str], value: str = "final_val_acc"):
+    """Objective against each searched parameter (log x for rates)."""
+    fig, axes = plt.subplots(1, len(params), figsize=(3.6 * len(params), 3.8), squeeze=False)
+    for ax, param in zip(axes.flat, params):
+        if trials[param].dtype == object or trials[param].dtype == bool:
+            sns.stripplot(data=trials, x=param, y=value, ax=ax, color="tab:blue")
+        else:
+            ax.scatter(trials[param], trials[value], color="tab:blue", alpha=0.7)
+            if param in ("lr", "weight_decay"):
+                ax.set_xscale("log")
+        ax.set_xlabel(label(param))
+        ax.set_ylabel(label(value))
+        ax.set_title(label(param))
+    fig.suptitle("Optuna search: objective against each parameter")
+    fig.tight_layout()
+    return fig

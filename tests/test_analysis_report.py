@@ -1,0 +1,121 @@
+"""The report and the notebooks on Parquet written by real --smoke studies; bad result files."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from analysis import report
+from analysis.load import ResultsError, load_results
+from conftest import REPO
+
+NOTEBOOKS = REPO / "analysis" / "notebooks"
+
+
+def run_study(preset: str, storage: Path, data_root: Path, *extra) -> Path:
+    proc = subprocess.run([sys.executable, "-m", f"study.{preset}", "--smoke", "--storage", str(storage),
+                           "--data-root", str(data_root), *extra], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return storage / preset
+
+
+@pytest.fixture(scope="module")
+def activation_results(tmp_path_factory, data_root):
+    # two seeds so every activation x batchnorm cell is testable
+    return run_study("mnist1d_grid", tmp_path_factory.mktemp("studies"), data_root, "--seeds", "2")
+
+
+@pytest.fixture(scope="module")
+def optimizer_results(tmp_path_factory, data_root):
+    return run_study("optimizer_benchmark", tmp_path_factory.mktemp("studies"), data_root)
+
+
+def test_report_on_a_real_smoke_study(activation_results, tmp_path):
+    out = tmp_path / "report"
+    proc = subprocess.run([sys.executable, "-m", "analysis.report", str(activation_results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = (out / "report.md").read_text()
+    for heading in ("# Study mnist1d_grid", "## Trials by status", "## Summary", "## Figures", "## Significance tests",
+                    "## Runs that did not train", "Two-way ANOVA (type II) activation x batchnorm",
+                    "activation: each level vs relu", "only runs that trained"):
+        assert heading in text, heading
+    for figure in ("box_final_val_acc", "box_best_val_acc", "box_train_time_s", "box_train_us_per_sample",
+                   "curves_activation", "heatmap"):
+        assert (out / f"{figure}.png").stat().st_size > 10_000, figure
+        assert f"]({figure}.png)" in text
+    assert "<img src='box_final_val_acc.png'" in (out / "report.html").read_text()
+
+
+def test_report_on_optimizer_benchmark_has_the_summary(optimizer_results, tmp_path):
+    results = load_results(optimizer_results)
+    path = report.build_report(results, tmp_path)
+    text = path.read_text()
+    assert "## Optimizer benchmark" in text and "generalization_gap" in text and "loss_variance_across_seeds" in text
+
+
+def test_report_on_an_optuna_study(tmp_path, data_root):
+    folder = run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "3")
+    out = tmp_path / "report"
+    report.build_report(load_results(tmp_path / "optuna_mnist1d_cnn"), out)
+    assert (out / "optuna_progress.png").exists() and (out / "optuna_params.png").exists()
+    del folder
+
+
+def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root):
+    run_study("mnist_depth", tmp_path, data_root)
+    out = tmp_path / "report"
+    report.build_report(load_results(tmp_path / "mnist_depth"), out)
+    assert (out / "gradient_norms.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("notebook, results", [("activation_study.ipynb", "activation_results"),
+                                                ("optimizer_benchmark.ipynb", "optimizer_results")])
+def test_notebooks_execute_end_to_end(notebook, results, request, monkeypatch):
+    folder = request.getfixturevalue(results)
+    source = nbformat.read(NOTEBOOKS / notebook, as_version=4)
+    assert all(not c.get("outputs") for c in source.cells if c.cell_type == "code"), "commit notebooks without outputs"
+    monkeypatch.setenv("HPSTUDY_RESULTS", str(folder))
+    client = NotebookClient(source, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client.execute()  # raises CellExecutionError if any cell fails
+    images = sum("image/png" in out.get("data", {}) for c in source.cells if c.cell_type == "code" for out in c.outputs)
+    assert images >= 3
+
+
+# --- bad result files: one line naming the file, exit 2 ----------------------------------------
+
+def report_cli(*args):
+    return subprocess.run([sys.executable, "-m", "analysis.report", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_missing_results_folder(tmp_path):
+    proc = report_cli(str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "is not a folder" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_parquet_is_named(activation_results, tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "epochs.parquet").write_bytes((activation_results / "epochs.parquet").read_bytes())
+    (folder / "trials.parquet").write_bytes((activation_results / "trials.parquet").read_bytes()[:300])
+    proc = report_cli(str(folder), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert f"{folder / 'trials.parquet'} is not a readable Parquet file" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_missing_columns_are_listed(activation_results, tmp_path):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / "trials.parquet").write_bytes((activation_results / "trials.parquet").read_bytes())
+    pd.read_parquet(activation_results / "epochs.parquet").drop(columns=["val_acc", "epoch"]).to_parquet(folder / "epochs.parquet")
+    with pytest.raises(ResultsError, match=r"epochs.parquet lacks required column\(s\) epoch, val_acc"):
+        load_results(folder)
+    proc = report_cli(str(folder), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and "lacks required column(s) epoch, val_acc" in proc.stderr
