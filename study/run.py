@@ -289,7 +289,8 @@ def run_info(options: RunOptions) -> dict:
 
 # --- the Tuner ----------------------------------------------------------------------------
 
-def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float):
+def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
+                reuse_actors: bool = True):
     from ray import tune
 
     trainable = tune.with_resources(
@@ -317,10 +318,10 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         param_space = {**study.fixed, **optuna_space(), "seed": 0}
         num_samples = 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
         tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
-                                      num_samples=num_samples, reuse_actors=True, trial_dirname_creator=trial_dirname)
+                                      num_samples=num_samples, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
     else:
         param_space = grid_space(study.fixed, study.axes, study.seeds)
-        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=True,
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
                                       max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
@@ -353,7 +354,8 @@ def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
             f"and {export.TRIALS_FILE}")
 
 
-def run(options: RunOptions) -> int:
+def run(options: RunOptions, reuse_actors: bool = True) -> int:
+    """Run (or resume) the study; `reuse_actors=False` exists only to measure what reuse saves."""
     started = time.perf_counter()
     if options.resume:
         check_storage(options)
@@ -379,7 +381,7 @@ def run(options: RunOptions) -> int:
         else:
             _write_run_file(options)
         exporter = make_exporter(study, options, previous)
-        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus)
+        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, reuse_actors)
         tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
         # while the saved state keeps the unfinished ones pending for --resume.

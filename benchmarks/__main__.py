@@ -1,0 +1,28 @@
+"""python -m benchmarks [NAME ...]: run the CPU benchmarks (all by default) and print their verdicts."""
+
+import sys
+
+from benchmarks import activation_cost, loop_overhead, study_overhead, versus_dataloader
+
+BENCHMARKS = {
+    "loop_overhead": loop_overhead.run,
+    "versus_dataloader": versus_dataloader.run,
+    "study_overhead": study_overhead.run,
+    "activation_cost": activation_cost.run,
+}
+
+
+def main(names: list[str]) -> int:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        sys.stderr.write(f"python -m benchmarks: error: unknown benchmark(s) {', '.join(unknown)}; "
+                         f"choose from: {', '.join(BENCHMARKS)}\n")
+        return 2
+    for name in names or BENCHMARKS:
+        print("\n".join(BENCHMARKS[name]()), flush=True)
+        print(flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
