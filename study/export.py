@@ -9,6 +9,7 @@ git commit as Parquet key-value metadata. Exactly one epochs row per
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -86,6 +87,7 @@ def trial_row(study: Study, trial_id: str, config: dict, epochs: list[dict], las
 
 # --- metadata -------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
@@ -95,6 +97,7 @@ def _git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def _versions() -> dict:
     versions = {}
     for package in ("hpstudy", "torch", "torchvision", "ray", "optuna", "numpy", "pandas", "pyarrow"):

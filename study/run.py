@@ -28,6 +28,7 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--r
 RUN_FILE = "hpstudy_run.json"  # how the study was started, for --resume
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
+FLUSH_EVERY_S = 5.0  # how often finished trials refresh the Parquet files during a study
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,7 @@ def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
     class ParquetExporter(Callback):
         def __init__(self):
             self.trials: dict[str, dict] = {k: dict(v) for k, v in previous.items()}
+            self.last_flush = float("-inf")
 
         def _record(self, trial, result=None, error=None, finished=False):
             record = self.trials.setdefault(
@@ -267,8 +269,13 @@ def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
             self.flush()
 
         def flush(self):
+            # At most every FLUSH_EVERY_S: on 2 cores the driver shares the CPU with the
+            # trials; the final export after tuner.fit() is always written in full.
+            if time.monotonic() - self.last_flush < FLUSH_EVERY_S:
+                return
             epochs, trial_rows = export.collect(study, self.trials)
             export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
+            self.last_flush = time.monotonic()
 
     return ParquetExporter()
 
@@ -297,12 +304,18 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root),
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
+    from ray.tune.logger import JsonLoggerCallback
+
     run_config = tune.RunConfig(
         name=options.name,
         storage_path=options.storage,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),  # the latest is all a restart needs
-        callbacks=[exporter],
+        # The latest checkpoint is all a restart needs; keeping a few more means Tune
+        # snapshots its experiment state less often (it must before deleting one).
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
+        # TensorBoard loggers Tune adds by default would only cost time per result.
+        callbacks=[exporter, JsonLoggerCallback()],
         verbose=1,
     )
     if options.resume:
@@ -331,6 +344,7 @@ def start_ray(options: RunOptions) -> bool:
     # Per-epoch checkpoints with num_to_keep force a snapshot of Tune's (small) experiment
     # state each time; that is what makes --resume exact, so the warning about it is noise.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # see build_tuner's callbacks
     import ray
 
     if ray.is_initialized():

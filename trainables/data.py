@@ -14,6 +14,7 @@ test split. Twitter POS has its own dev file, used as validation.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import tempfile
@@ -63,13 +64,25 @@ class Splits:
         )
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """A batch of stored inputs -> what the model takes (normalised float images)."""
+        """A batch of stored inputs -> what the model takes (normalised float images).
+
+        (x / 255 - mean) / std is computed as x * scale - shift: two in-place ops
+        on the fresh float copy, with scale and shift made once per device.
+        """
         if self.mean is None:
             return x
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        mean = torch.tensor(self.mean, device=x.device).view(shape)
-        std = torch.tensor(self.std, device=x.device).view(shape)
-        return (x.float().div_(255.0) - mean).div_(std)
+        scale, shift = _affine(self.mean, self.std, x.dim(), x.device)
+        return x.float().mul_(scale).sub_(shift)
+
+
+@functools.lru_cache(maxsize=None)
+def _affine(mean: tuple, std: tuple, dims: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = (1, -1) + (1,) * (dims - 2)
+    mean_t = torch.tensor(mean, dtype=torch.float64)
+    std_t = torch.tensor(std, dtype=torch.float64)
+    scale = (1.0 / (255.0 * std_t)).to(torch.float32).view(shape).to(device)
+    shift = (mean_t / std_t).to(torch.float32).view(shape).to(device)
+    return scale, shift
 
 
 def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float = VAL_FRACTION):
