@@ -2,13 +2,14 @@
 
 import sys
 
-from benchmarks import activation_cost, loop_overhead, study_overhead, versus_dataloader
+from benchmarks import activation_cost, loop_overhead, shared_data, study_overhead, versus_dataloader
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,
     "versus_dataloader": versus_dataloader.run,
     "study_overhead": study_overhead.run,
     "activation_cost": activation_cost.run,
+    "shared_data": shared_data.run,  # needs psutil: pip install -e ".[bench]"
 }
 
 

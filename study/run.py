@@ -234,7 +234,7 @@ def check_data(study: Study, options: RunOptions):
     """Load each dataset once in the driver; Ray's object store ships it to every node."""
     from trainables import data
 
-    return {name: data.load(name, options.data_root, download=options.download) for name in study.datasets()}
+    return {name: data.load(name, options.data_root, download=options.download).shareable() for name in study.datasets()}
 
 
 # --- live export -------------------------------------------------------------------------

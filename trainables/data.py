@@ -18,6 +18,7 @@ import functools
 import os
 import random
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -63,6 +64,23 @@ class Splits:
             test_x=move(self.test_x), test_y=move(self.test_y),
         )
 
+    def shareable(self) -> "Splits":
+        """The same splits with numpy arrays in place of CPU tensors, for Ray's object store.
+
+        Ray stores numpy arrays out-of-band and hands every worker on a node a
+        read-only view of the one copy in shared memory (torch tensors would be
+        unpickled into a private copy per worker); `from_shared` wraps them back.
+        """
+        return replace(self, **{k: getattr(self, k).numpy() for k in TENSOR_FIELDS})
+
+    def from_shared(self) -> "Splits":
+        if isinstance(self.train_x, torch.Tensor):
+            return self
+        with warnings.catch_warnings():
+            # read-only on purpose: training only ever reads them (indexing makes copies)
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return replace(self, **{k: torch.from_numpy(getattr(self, k)) for k in TENSOR_FIELDS})
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of stored inputs -> what the model takes (normalised float images).
 
@@ -83,6 +101,9 @@ def _affine(mean: tuple, std: tuple, dims: int, device: torch.device) -> tuple[t
     scale = (1.0 / (255.0 * std_t)).to(torch.float32).view(shape).to(device)
     shift = (mean_t / std_t).to(torch.float32).view(shape).to(device)
     return scale, shift
+
+
+TENSOR_FIELDS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
 
 def holdout(x: torch.Tensor, y: torch.Tensor, fraction: float = VAL_FRACTION):

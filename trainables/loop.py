@@ -92,8 +92,10 @@ def fit(
     dev = pick_device(device)
     if splits is None:
         splits = datasets.load(spec.dataset, data_root, download=download, device=dev)
-    elif splits.device != dev:
-        splits = splits.to(dev)
+    else:
+        splits = splits.from_shared()
+        if splits.device != dev:
+            splits = splits.to(dev)
     splits = limit_samples(splits, cfg["max_train_samples"], cfg["max_eval_samples"])
 
     torch.manual_seed(cfg["seed"])
