@@ -90,6 +90,13 @@ def test_options_train_on_cifar_fixture(options, data_root):
     assert len(rows) == 2 and math.isfinite(rows[-1]["train_loss"])
 
 
+def test_compiled_model_trains_and_checkpoints_the_plain_model(data_root):
+    rows, states = run({"trainable": "mnist1d_mlp", "epochs": 1, "compile": True, "max_train_samples": 500}, data_root)
+    assert math.isfinite(rows[0]["train_loss"]) and rows[0]["val_acc"] > 0.1
+    state = torch.load(io.BytesIO(states[0]), weights_only=True)
+    assert not any(key.startswith("_orig_mod") for key in state["model"])  # loads into an uncompiled model
+
+
 def test_augmentation_crops_and_flips_each_image_its_own_way():
     from trainables import augment
 

@@ -105,6 +105,11 @@ def fit(
     image_batches = splits.train_x.dim() == 4
     if cfg["channels_last"] and image_batches:
         model.to(memory_format=torch.channels_last)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    # `net` runs the batches; `model` (same parameters) is what checkpoints save, so a
+    # compiled trial's state loads into an uncompiled one and back.
+    net = torch.compile(model) if cfg["compile"] else model
     optimizer = make_optimizer(cfg["optimizer"], model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                momentum=cfg["momentum"], nesterov=cfg["nesterov"])
     data_rng = torch.Generator().manual_seed(cfg["seed"])  # data order and augmentation, on the CPU
@@ -132,7 +137,7 @@ def fit(
 
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.perf_counter()
-        model.train()
+        net.train()
         perm = torch.randperm(n_train, generator=data_rng)
         if cfg["augment"] and image_batches:
             shifts, flips = augment.draw(n_train, splits.train_x.shape[-1], data_rng)
@@ -150,7 +155,7 @@ def fit(
             if cfg["channels_last"] and image_batches:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast():
-                logits = model(xb)
+                logits = net(xb)
             loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -166,7 +171,7 @@ def fit(
         train_time_s += train_seconds
         samples_trained += n_used
         diverged = not math.isfinite(train_loss)
-        val_loss, val_acc = evaluate(model, splits, splits.val_x, splits.val_y, autocast)
+        val_loss, val_acc = evaluate(net, splits, splits.val_x, splits.val_y, autocast)
         metrics = {
             "epoch": epoch,
             "train_loss": train_loss,
@@ -181,7 +186,7 @@ def fit(
             metrics.update(grad_norm_first=first, grad_norm_last=last)
         if diverged or epoch == cfg["epochs"]:
             t_test = time.perf_counter()
-            test_loss, test_acc = evaluate(model, splits, splits.test_x, splits.test_y, autocast)
+            test_loss, test_acc = evaluate(net, splits, splits.test_x, splits.test_y, autocast)
             infer_seconds = time.perf_counter() - t_test
             metrics.update(
                 test_loss=test_loss,
