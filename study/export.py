@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.presets import Study
+from trainables.files import write_atomically
 from trainables.registry import resolve_config
 
 EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
@@ -140,16 +139,7 @@ def write_atomic(table: pa.Table, destination: str) -> None:
         filesystem, path = pafs.FileSystem.from_uri(destination)
         pq.write_table(table, path, filesystem=filesystem)
         return
-    path = Path(destination.removeprefix("file://"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(Path(destination.removeprefix("file://")), lambda tmp: pq.write_table(table, tmp))
 
 
 def join(folder: str, name: str) -> str:

@@ -8,6 +8,7 @@ line on stderr and exit code 2, before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -203,7 +204,16 @@ def check_address(address: str | None) -> None:
 
 def check_storage(options: RunOptions) -> None:
     if "://" in options.storage:
-        return  # object stores: Ray and pyarrow report their own errors on the first write
+        # object stores: Ray and pyarrow report access errors on the first write
+        from ray import tune
+
+        exists = tune.Tuner.can_restore(options.folder)
+        if options.resume and not exists:
+            raise UserError(f"nothing to resume at {options.folder}; run without --resume to start the study")
+        if not options.resume and exists:
+            raise UserError(f"results already exist at {options.folder}; pass --resume to continue them, "
+                            "or --name NEW (or another --storage) to start a new study")
+        return
     storage = Path(options.storage)
     existing = storage
     while not existing.exists():
@@ -220,11 +230,22 @@ def check_storage(options: RunOptions) -> None:
                         "or --name NEW (or another --storage) to start a new study")
 
 
+def _run_file(options: RunOptions):
+    """(pyarrow filesystem, path) of the run file, on a local disk or an object store alike."""
+    import pyarrow.fs as pafs
+
+    uri = export.join(options.folder, RUN_FILE)
+    if "://" in uri:
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri
+
+
 def load_run_file(options: RunOptions) -> dict:
-    path = Path(options.folder) / RUN_FILE
-    if not path.exists():
-        raise UserError(f"{Path(options.folder)} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
-    saved = json.loads(path.read_text())
+    filesystem, path = _run_file(options)
+    if filesystem.get_file_info(path).type.name != "File":
+        raise UserError(f"{options.folder} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
+    with filesystem.open_input_stream(path) as stream:
+        saved = json.loads(stream.read().decode())
     if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
         raise UserError(f"{options.folder} holds a {saved['preset']} study; resume it with python -m study.{saved['preset']}")
     return saved
@@ -239,14 +260,25 @@ def check_data(study: Study, options: RunOptions):
 
 # --- live export -------------------------------------------------------------------------
 
-def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
-    """A Tune callback that rewrites the Parquet files whenever a trial finishes or errors."""
-    from ray.tune import Callback
+def make_exporter(study: Study, options: RunOptions):
+    """A Tune callback that rewrites the Parquet files whenever a trial finishes or errors.
 
-    class ParquetExporter(Callback):
+    Tune pickles it with the experiment and `Tuner.restore` brings that copy back, so
+    what a resumed study already holds is read in `setup`, which runs in either case.
+    """
+    from ray import tune
+
+    class ParquetExporter(tune.Callback):
         def __init__(self):
-            self.trials: dict[str, dict] = {k: dict(v) for k, v in previous.items()}
+            self.trials: dict[str, dict] = {}
             self.last_flush = float("-inf")
+
+        def setup(self, **info):
+            self.last_flush = float("-inf")
+            try:  # a restored study: start from what it already holds
+                self.trials = export.from_experiment(study, options.folder)
+            except ValueError:  # a new one: Tune has saved no experiment state yet
+                self.trials = {}
 
         def _record(self, trial, result=None, error=None, finished=False):
             record = self.trials.setdefault(
@@ -262,6 +294,7 @@ def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self._record(trial, finished=True)
+            prune_checkpoints(trial)
             self.flush()
 
         def on_trial_error(self, iteration, trials, trial, **info):
@@ -278,6 +311,25 @@ def make_exporter(study: Study, options: RunOptions, previous: dict[str, dict]):
             self.last_flush = time.monotonic()
 
     return ParquetExporter()
+
+
+def prune_checkpoints(trial) -> None:
+    """Delete all but the last checkpoint of a finished trial.
+
+    Tune's own `num_to_keep` deletes old checkpoints while a trial runs, before its
+    experiment state (which names the checkpoint to restore) is saved: a driver
+    killed in between leaves a study whose --resume fails ("checkpoint does not exist
+    on storage anymore"; seen in this project's SIGKILL test). A finished trial is
+    never restored, so pruning it is safe.
+    """
+    storage = trial.storage
+    filesystem, folder = storage.storage_filesystem, storage.trial_fs_path
+    from pyarrow.fs import FileSelector, FileType
+
+    checkpoints = sorted(info.path for info in filesystem.get_file_info(FileSelector(folder, allow_not_found=True))
+                         if info.type == FileType.Directory and info.base_name.startswith("checkpoint_"))
+    for path in checkpoints[:-1]:
+        filesystem.delete_dir(path)
 
 
 def _error_text(trial) -> str:
@@ -310,9 +362,9 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         name=options.name,
         storage_path=options.storage,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
-        # The latest checkpoint is all a restart needs; keeping a few more means Tune
-        # snapshots its experiment state less often (it must before deleting one).
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        # Every checkpoint stays while its trial runs (see prune_checkpoints for why),
+        # so --resume always finds the one Tune's saved state names.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
         callbacks=[exporter, JsonLoggerCallback()],
@@ -339,12 +391,25 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
+@contextlib.contextmanager
+def tune_environment():
+    """Tune settings read from the environment, set only while our Tuner runs
+    (a program that embeds hpstudy keeps its own Tune defaults)."""
+    settings = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # see build_tuner's callbacks
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def start_ray(options: RunOptions) -> bool:
     """Join --address, or start a local Ray; True if we started (and so must stop) it."""
-    # Per-epoch checkpoints with num_to_keep force a snapshot of Tune's (small) experiment
-    # state each time; that is what makes --resume exact, so the warning about it is noise.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # see build_tuner's callbacks
     import ray
 
     if ray.is_initialized():
@@ -389,14 +454,12 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         gpus = options.gpus_per_trial
         if gpus is None:
             gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
-        previous = {}
-        if options.resume:
-            previous = export.from_experiment(study, options.folder)
-        else:
+        if not options.resume:
             _write_run_file(options)
-        exporter = make_exporter(study, options, previous)
+        exporter = make_exporter(study, options)
         tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, reuse_actors)
-        tuner.fit()
+        with tune_environment():
+            tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
         # while the saved state keeps the unfinished ones pending for --resume.
         trials = export.from_experiment(study, options.folder)
@@ -415,11 +478,10 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
 
 
 def _write_run_file(options: RunOptions) -> None:
-    if "://" in options.storage:
-        return
-    folder = Path(options.folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / RUN_FILE).write_text(json.dumps(run_info(options), indent=2))
+    filesystem, path = _run_file(options)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(json.dumps(run_info(options), indent=2).encode())
 
 
 def main(preset: str, argv: list[str] | None = None) -> int:

@@ -15,9 +15,7 @@ test split. Twitter POS has its own dev file, used as validation.
 from __future__ import annotations
 
 import functools
-import os
 import random
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -27,6 +25,7 @@ import numpy as np
 import torch
 
 from trainables.errors import DataError
+from trainables.files import write_atomically
 
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
@@ -131,16 +130,8 @@ def _read_cache(path: Path) -> dict | None:
 
 
 def _write_cache(path: Path, arrays: dict) -> None:
-    """Write atomically (temp file + rename): a crash never leaves half a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(arrays, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """A crash never leaves half a cache."""
+    write_atomically(path, lambda tmp: torch.save(arrays, tmp))
 
 
 def _cached(root: Path, name: str, build: Callable[[], dict]) -> dict:
