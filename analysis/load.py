@@ -45,7 +45,9 @@ class Results:
 
     @property
     def name(self) -> str:
-        return self.spec.get("name") or str(self.trials["study"].iloc[0]) if len(self.trials) else self.folder.name
+        if self.spec.get("name"):
+            return self.spec["name"]
+        return str(self.trials["study"].iloc[0]) if len(self.trials) else self.folder.name
 
     def factors(self) -> list[str]:
         """Config columns that take more than one value across trials: what the study compares."""

@@ -186,6 +186,10 @@ def from_experiment(study: Study, folder: str) -> dict[str, dict]:
     for trial, result in zip(analysis.trials, ResultGrid(analysis)):
         frame = result.metrics_dataframe
         history = frame.to_dict("records") if frame is not None and not frame.empty else []
+        # Last wins per epoch in epoch_rows: the latest checkpoint's own record of every
+        # epoch fills what Tune's log lacks (reports lost with a node whose checkpoints
+        # were already saved; seen in this project's node-loss test).
+        history += checkpoint_history(result.checkpoint)
         if not history and result.error is None:
             continue  # never started: nothing to record yet
         error = None
@@ -195,6 +199,18 @@ def from_experiment(study: Study, folder: str) -> dict[str, dict]:
         trials[trial.trial_id] = {"config": trial.config, "history": history, "error": error,
                                   "finished": trial.status in ("TERMINATED", "ERROR")}
     return trials
+
+
+def checkpoint_history(checkpoint) -> list[dict]:
+    """The per-epoch metrics a trial's checkpoint carries (see trainables.loop.fit)."""
+    if checkpoint is None:
+        return []
+    from trainables.tune_adapter import load_state
+
+    try:
+        return list(load_state(checkpoint).get("history", []))
+    except (OSError, RuntimeError, ValueError):  # a checkpoint half-written when a driver died
+        return []
 
 
 def count_pending(folder: str) -> int:

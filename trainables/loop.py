@@ -81,11 +81,16 @@ def fit(
     device: str | None = None,
     start: dict | None = None,
     splits: datasets.Splits | None = None,
+    tags: dict | None = None,
 ) -> dict:
     """Train one configuration; call `report(metrics, state)` after every epoch.
 
     Returns the last metrics reported. `splits` lets a caller hand over data it
     already holds (Ray's object store); otherwise it is loaded (and cached per process).
+    `tags` are added to every epoch's metrics (Ray's adapter adds the node id).
+    The state carries every epoch's metrics so far ("history"): whoever holds the
+    last checkpoint holds the trial's whole record, even where a lost node took
+    reports with it.
     """
     cfg = resolve_config(config)
     spec = get_spec(cfg["trainable"])
@@ -113,7 +118,7 @@ def fit(
     optimizer = make_optimizer(cfg["optimizer"], model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
                                momentum=cfg["momentum"], nesterov=cfg["nesterov"])
     data_rng = torch.Generator().manual_seed(cfg["seed"])  # data order and augmentation, on the CPU
-    first_epoch, train_time_s, samples_trained = 1, 0.0, 0
+    first_epoch, train_time_s, samples_trained, history = 1, 0.0, 0, []
     if start is not None:
         model.load_state_dict(start["model"])
         optimizer.load_state_dict(start["optimizer"])
@@ -123,6 +128,7 @@ def fit(
         data_rng.set_state(start["data_rng"])
         first_epoch = start["epoch"] + 1
         train_time_s, samples_trained = start["train_time_s"], start["samples_trained"]
+        history = list(start.get("history", []))
 
     use_bf16 = cfg["precision"] == "bf16"
     autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
@@ -198,8 +204,11 @@ def fit(
                 device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
                 hostname=socket.gethostname(),
             )
+        metrics.update(tags or {})
+        history.append(metrics)
         state = {
             "epoch": epoch,
+            "history": history,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "torch_rng": torch.get_rng_state(),

@@ -28,10 +28,6 @@ def _threads_assigned_by_ray() -> int | None:
 
 
 def report_to_tune(metrics: dict, state: dict) -> None:
-    import ray
-
-    # Which node ran this epoch: a trial moved by a node failure shows it in its rows.
-    metrics = {**metrics, "node_id": ray.get_runtime_context().get_node_id()}
     with tempfile.TemporaryDirectory() as folder:
         torch.save(state, os.path.join(folder, STATE_FILE))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -57,4 +53,8 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
         torch.set_num_threads(threads)
     checkpoint = tune.get_checkpoint()
     start = load_state(checkpoint) if checkpoint else None
-    fit(config, report, data_root=data_root, download=download, start=start, splits=splits)
+    import ray
+
+    # Which node ran each epoch: a trial moved by a node failure shows it in its rows.
+    node = {"node_id": ray.get_runtime_context().get_node_id()}
+    fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node)
