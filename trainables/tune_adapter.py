@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import ray
 import torch
 from ray import tune
 
@@ -21,8 +22,6 @@ STATE_FILE = "state.pt"
 
 
 def _threads_assigned_by_ray() -> int | None:
-    import ray
-
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
     return max(1, int(cpus)) if cpus else None
 
@@ -53,8 +52,6 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
         torch.set_num_threads(threads)
     checkpoint = tune.get_checkpoint()
     start = load_state(checkpoint) if checkpoint else None
-    import ray
-
     # Which node ran each epoch: a trial moved by a node failure shows it in its rows.
     node = {"node_id": ray.get_runtime_context().get_node_id()}
     fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node)
