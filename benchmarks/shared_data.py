@@ -7,6 +7,7 @@ every worker maps the one shared copy).
 
 from __future__ import annotations
 
+import importlib.util
 import time
 
 import ray
@@ -41,6 +42,8 @@ def measure(payload, workers: int) -> list[float]:
 
 def run() -> list[str]:
     lines = [f"## one dataset copy per node  ({machine()})"]
+    if importlib.util.find_spec("psutil") is None:
+        return lines + ['skipped: needs psutil (pip install -e ".[bench]")']
     splits = synthetic_images(50000, (3, 32, 32))
     size = sum(getattr(splits, k).numel() * getattr(splits, k).element_size() for k in TENSOR_FIELDS) / MB
     tiny = synthetic_images(10, (3, 32, 32))  # a worker with (almost) no data: the baseline
