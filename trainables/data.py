@@ -54,14 +54,20 @@ class Splits:
     def device(self) -> torch.device:
         return self.train_x.device
 
+    def _map(self, fn: Callable[[str, object], object]) -> "Splits":
+        """The same splits with fn(field name, value) applied to each tensor field."""
+        return replace(self, **{k: fn(k, getattr(self, k)) for k in TENSOR_FIELDS})
+
     def to(self, device: torch.device | str) -> "Splits":
-        move = lambda t: t.to(device, non_blocking=True)  # noqa: E731
-        return replace(
-            self,
-            train_x=move(self.train_x), train_y=move(self.train_y),
-            val_x=move(self.val_x), val_y=move(self.val_y),
-            test_x=move(self.test_x), test_y=move(self.test_y),
-        )
+        return self._map(lambda k, t: t.to(device, non_blocking=True))
+
+    def head(self, max_train: int | None, max_eval: int | None) -> "Splits":
+        """First-n slices (the stored order is already a seeded shuffle), for smoke runs."""
+        def cut(k, t):
+            n = max_train if k.startswith("train") else max_eval
+            return t if n is None else t[:n]
+
+        return self._map(cut)
 
     def shareable(self) -> "Splits":
         """The same splits with numpy arrays in place of CPU tensors, for Ray's object store.
@@ -70,7 +76,7 @@ class Splits:
         read-only view of the one copy in shared memory (torch tensors would be
         unpickled into a private copy per worker); `from_shared` wraps them back.
         """
-        return replace(self, **{k: getattr(self, k).numpy() for k in TENSOR_FIELDS})
+        return self._map(lambda k, t: t.numpy())
 
     def from_shared(self) -> "Splits":
         if isinstance(self.train_x, torch.Tensor):
@@ -78,7 +84,7 @@ class Splits:
         with warnings.catch_warnings():
             # read-only on purpose: training only ever reads them (indexing makes copies)
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            return replace(self, **{k: torch.from_numpy(getattr(self, k)) for k in TENSOR_FIELDS})
+            return self._map(lambda k, a: torch.from_numpy(a))
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """A batch of stored inputs -> what the model takes (normalised float images).
@@ -145,8 +151,8 @@ def _cached(root: Path, name: str, build: Callable[[], dict]) -> dict:
 
 # --- torchvision image datasets ---------------------------------------------
 
-def _checksum_problem(folder: Path, files: list[tuple[str, str]]) -> str:
-    """Name the first missing or corrupt file of a torchvision dataset folder."""
+def _checksum_problem(folder: Path, files: list[tuple[str, str]]) -> str | None:
+    """The first missing or corrupt file of a torchvision dataset folder, if any."""
     from torchvision.datasets.utils import check_integrity
 
     for filename, md5 in files:
@@ -155,7 +161,17 @@ def _checksum_problem(folder: Path, files: list[tuple[str, str]]) -> str:
             return f"{path} is missing"
         if not check_integrity(str(path), md5):
             return f"{path} is corrupt (its MD5 checksum does not match)"
-    return f"{folder} could not be read"
+    return None
+
+
+def _open_train_and_test(name: str, folder: Path, open_split: Callable[[bool], object],
+                         find_problem: Callable[[], str | None], download: bool):
+    """open_split(train) twice with torchvision; when that fails, say which file is at fault."""
+    try:
+        return open_split(True), open_split(False)
+    except Exception as exc:  # torchvision says "not found or corrupted"; say which file
+        problem = find_problem() or f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
+        raise _torchvision_error(name, folder, problem, download) from None
 
 
 def _torchvision_error(name: str, folder: Path, problem: str, download: bool) -> DataError:
@@ -175,15 +191,9 @@ def _load_cifar10(root: Path, download: bool) -> dict:
     from torchvision.datasets import CIFAR10
 
     folder = root / CIFAR10.base_folder
-    try:
-        train = CIFAR10(str(root), train=True, download=download)
-        test = CIFAR10(str(root), train=False, download=download)
-    except Exception as exc:  # torchvision says "not found or corrupted"; say which file
-        files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
-        problem = _checksum_problem(folder, files)
-        if "could not be read" in problem:
-            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
-        raise _torchvision_error("cifar10", folder, problem, download) from None
+    files = CIFAR10.train_list + CIFAR10.test_list + [[CIFAR10.meta["filename"], CIFAR10.meta["md5"]]]
+    train, test = _open_train_and_test("cifar10", folder, lambda train: CIFAR10(str(root), train=train, download=download),
+                                       lambda: _checksum_problem(folder, files), download)
     to_nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))  # noqa: E731
     return {
         "train_x": to_nchw(train.data), "train_y": torch.tensor(train.targets, dtype=torch.int64),
@@ -195,14 +205,9 @@ def _load_stl10(root: Path, download: bool) -> dict:
     from torchvision.datasets import STL10
 
     folder = root / STL10.base_folder
-    try:
-        train = STL10(str(root), split="train", download=download)
-        test = STL10(str(root), split="test", download=download)
-    except Exception as exc:
-        problem = _checksum_problem(folder, STL10.train_list + STL10.test_list)
-        if "could not be read" in problem:
-            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
-        raise _torchvision_error("stl10", folder, problem, download) from None
+    train, test = _open_train_and_test(
+        "stl10", folder, lambda train: STL10(str(root), split="train" if train else "test", download=download),
+        lambda: _checksum_problem(folder, STL10.train_list + STL10.test_list), download)
     return {
         "train_x": torch.from_numpy(np.ascontiguousarray(train.data)),
         "train_y": torch.from_numpy(train.labels.astype(np.int64)),
@@ -220,22 +225,20 @@ def _load_idx(cls_name: str, name: str) -> Callable[[Path, bool], dict]:
 
         cls = getattr(tvd, cls_name)
         folder = root / cls_name / "raw"
-        try:
-            train = cls(str(root), train=True, download=download)
-            test = cls(str(root), train=False, download=download)
-        except Exception as exc:
-            problem = f"{folder} could not be parsed ({type(exc).__name__}: {exc})"
+
+        def find_problem() -> str | None:  # IDX files have no checksum: parse each one
             for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
                 path = folder / stem
                 if not path.exists():
-                    problem = f"{path} is missing"
-                    break
+                    return f"{path} is missing"
                 try:
                     read_sn3_pascalvincent_tensor(str(path))
                 except Exception:
-                    problem = f"{path} is truncated or not an IDX file (header and size disagree)"
-                    break
-            raise _torchvision_error(name, folder, problem, download) from None
+                    return f"{path} is truncated or not an IDX file (header and size disagree)"
+            return None
+
+        train, test = _open_train_and_test(name, folder, lambda train: cls(str(root), train=train, download=download),
+                                           find_problem, download)
         if len(train.data) != len(train.targets) or len(test.data) != len(test.targets):
             raise DataError(f"{name}: image and label files in {folder} hold different numbers of samples; "
                             "delete the folder and rerun with --download")
@@ -374,19 +377,14 @@ class DatasetSpec:
     num_classes: int = 10
 
 
-def _image_dataset(name: str, raw_loader, mean, std, num_classes=10):
+def _cached_dataset(name: str, raw_loader, mean=None, std=None, num_classes=10):
+    """Parse once into the uint8 / float cache, then split off the fixed validation hold-out."""
     def load(root: Path, download: bool) -> Splits:
         arrays = _cached(root, name, lambda: raw_loader(root, download))
         train_x, train_y, val_x, val_y = holdout(arrays["train_x"], arrays["train_y"])
         return Splits(train_x, train_y, val_x, val_y, arrays["test_x"], arrays["test_y"], num_classes, mean, std)
 
     return load
-
-
-def _mnist1d(root: Path, download: bool) -> Splits:
-    arrays = _cached(root, "mnist1d", lambda: _load_mnist1d(root, download))
-    train_x, train_y, val_x, val_y = holdout(arrays["train_x"], arrays["train_y"])
-    return Splits(train_x, train_y, val_x, val_y, arrays["test_x"], arrays["test_y"], num_classes=10)
 
 
 def _twitter_pos(root: Path, download: bool) -> Splits:
@@ -399,12 +397,12 @@ def _twitter_pos(root: Path, download: bool) -> Splits:
 
 
 DATASETS: dict[str, DatasetSpec] = {
-    "cifar10": DatasetSpec(_image_dataset("cifar10", _load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), True),
-    "stl10": DatasetSpec(_image_dataset("stl10", _load_stl10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), True),
-    "mnist": DatasetSpec(_image_dataset("mnist", _load_idx("MNIST", "mnist"), (0.1307,), (0.3081,)), True),
-    "fashion_mnist": DatasetSpec(_image_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"), (0.2860,), (0.3530,)), True),
+    "cifar10": DatasetSpec(_cached_dataset("cifar10", _load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), True),
+    "stl10": DatasetSpec(_cached_dataset("stl10", _load_stl10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), True),
+    "mnist": DatasetSpec(_cached_dataset("mnist", _load_idx("MNIST", "mnist"), (0.1307,), (0.3081,)), True),
+    "fashion_mnist": DatasetSpec(_cached_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"), (0.2860,), (0.3530,)), True),
     "twitter_pos": DatasetSpec(_twitter_pos, False, num_classes=len(TWITTER_TAGS)),
-    "mnist1d": DatasetSpec(_mnist1d, False),
+    "mnist1d": DatasetSpec(_cached_dataset("mnist1d", _load_mnist1d), False),
 }
 
 DEFAULT_DATA_ROOT = "data"

@@ -39,19 +39,6 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
-def limit_samples(splits: datasets.Splits, max_train: int | None, max_eval: int | None) -> datasets.Splits:
-    """First-n slices (the stored order is already a seeded shuffle) for smoke runs."""
-    from dataclasses import replace
-
-    cut = lambda t, n: t if n is None else t[:n]  # noqa: E731
-    return replace(
-        splits,
-        train_x=cut(splits.train_x, max_train), train_y=cut(splits.train_y, max_train),
-        val_x=cut(splits.val_x, max_eval), val_y=cut(splits.val_y, max_eval),
-        test_x=cut(splits.test_x, max_eval), test_y=cut(splits.test_y, max_eval),
-    )
-
-
 def _weight_layers(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
 
@@ -101,7 +88,7 @@ def fit(
         splits = splits.from_shared()
         if splits.device != dev:
             splits = splits.to(dev)
-    splits = limit_samples(splits, cfg["max_train_samples"], cfg["max_eval_samples"])
+    splits = splits.head(cfg["max_train_samples"], cfg["max_eval_samples"])
 
     torch.manual_seed(cfg["seed"])
     model = spec.build(cfg, splits)
@@ -146,7 +133,7 @@ def fit(
         net.train()
         perm = torch.randperm(n_train, generator=data_rng)
         if cfg["augment"] and image_batches:
-            shifts, flips = augment.draw(n_train, splits.train_x.shape[-1], data_rng)
+            shifts, flips = (t.to(dev) for t in augment.draw(n_train, splits.train_x.shape[-1], data_rng))
         perm = perm.to(dev)
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.int64)
@@ -156,7 +143,7 @@ def fit(
             idx = perm[i : min(i + batch_size, n_used)]
             xb = splits.train_x[idx]
             if cfg["augment"] and image_batches:
-                xb = augment.apply(xb, shifts[i : i + len(idx)].to(dev), flips[i : i + len(idx)].to(dev))
+                xb = augment.apply(xb, shifts[i : i + len(idx)], flips[i : i + len(idx)])
             xb, yb = splits.prepare(xb), splits.train_y[idx]
             if cfg["channels_last"] and image_batches:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -173,8 +160,7 @@ def fit(
             steps += 1
         train_loss = loss_sum.item() / n_used
         train_acc = correct.item() / n_used
-        train_seconds = time.perf_counter() - t0
-        train_time_s += train_seconds
+        train_time_s += time.perf_counter() - t0
         samples_trained += n_used
         diverged = not math.isfinite(train_loss)
         val_loss, val_acc = evaluate(net, splits, splits.val_x, splits.val_y, autocast)
