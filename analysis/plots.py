@@ -32,10 +32,9 @@ def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, ti
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * trials[x].nunique() + 3), 4.5))
     order = _order(trials, x)
     hue_order = _order(trials, hue) if hue else None
-    data = trials
-    sns.boxplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
+    sns.boxplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
                 palette="pastel" if hue else None, color=None if hue else "lightsteelblue")
-    sns.stripplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
+    sns.stripplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
                   color="black" if not hue else None, palette="dark" if hue else None, size=4, alpha=0.7,
                   legend=False)
     ax.set_xlabel(label(x))

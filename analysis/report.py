@@ -22,7 +22,7 @@ import pandas as pd  # noqa: E402
 
 from analysis import plots, stats  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
-from trainables.cli import EXIT_BAD_INPUT, OneLineParser  # noqa: E402
+from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
 MAX_LEVELS = 12  # a factor with more distinct values is continuous (an Optuna search), not a grid axis
@@ -226,8 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError(f"--out {out} is a file; give a folder")
         path = build_report(results, out, args.metric, args.correction, args.chance_margin)
     except UserError as error:
-        sys.stderr.write(f"{parser.prog}: error: {error}\n")
-        return EXIT_BAD_INPUT
+        return report_user_error(parser.prog, error)
     print(f"report: {path} (and report.html, figures) for {len(results.trials)} trials")
     return 0
 

@@ -47,12 +47,16 @@ def trial_config(study: Study, config: dict) -> dict:
     return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in row.items()}
 
 
-def epoch_rows(study: Study, trial_id: str, config: dict, history: list[dict]) -> list[dict]:
+def identity(study: Study, trial_id: str, config: dict) -> dict:
+    """The columns every row of one trial starts with: study, trial id, full config."""
+    return {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
+
+
+def epoch_rows(base: dict, history: list[dict]) -> list[dict]:
     by_epoch: dict[int, dict] = {}
     for metrics in history:
         if "epoch" in metrics and metrics["epoch"] == metrics["epoch"]:  # skip rows without an epoch (NaN)
             by_epoch[int(metrics["epoch"])] = metrics  # a rerun epoch replaces the earlier one
-    base = {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
     rows = []
     for epoch in sorted(by_epoch):
         metrics = by_epoch[epoch]
@@ -64,9 +68,8 @@ def epoch_rows(study: Study, trial_id: str, config: dict, history: list[dict]) -
     return rows
 
 
-def trial_row(study: Study, trial_id: str, config: dict, epochs: list[dict], last: dict, error: str | None,
-              finished: bool = True) -> dict:
-    row = {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
+def trial_row(base: dict, epochs: list[dict], last: dict, error: str | None, finished: bool = True) -> dict:
+    row = dict(base)
     diverged = bool(epochs and epochs[-1]["diverged"])
     row["status"] = "error" if error else "diverged" if diverged else "completed" if finished else "unfinished"
     row["error"] = error
@@ -163,12 +166,14 @@ def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dic
     """trials: trial_id -> {"config", "history" (list of metric dicts), "error"} -> (epoch rows, trial rows)."""
     epochs_out, trials_out = [], []
     for trial_id, trial in sorted(trials.items()):
-        rows = epoch_rows(study, trial_id, trial["config"], trial["history"])
+        if not trial["history"] and not trial.get("error"):
+            continue  # never started (pending when the study stopped): nothing to record yet
+        base = identity(study, trial_id, trial["config"])
+        rows = epoch_rows(base, trial["history"])
         finals = [m for m in trial["history"] if "test_acc" in m and m["test_acc"] == m["test_acc"]]
         last = finals[-1] if finals else (trial["history"][-1] if trial["history"] else {})
         epochs_out += rows
-        trials_out.append(trial_row(study, trial_id, trial["config"], rows, last, trial.get("error"),
-                                    trial.get("finished", True)))
+        trials_out.append(trial_row(base, rows, last, trial.get("error"), trial.get("finished", True)))
     return epochs_out, trials_out
 
 
@@ -177,7 +182,8 @@ def from_experiment(study: Study, folder: str) -> dict[str, dict]:
 
     Reads Ray's public ExperimentAnalysis / ResultGrid (reported history, config,
     error) and the saved trial status: TERMINATED or ERROR means finished; a trial
-    still pending or running when the driver stopped is unfinished.
+    still pending or running when the driver stopped is unfinished (one that never
+    started has an empty history, and `collect` writes no row for it).
     """
     from ray.tune import ExperimentAnalysis, ResultGrid
 
@@ -190,8 +196,6 @@ def from_experiment(study: Study, folder: str) -> dict[str, dict]:
         # epoch fills what Tune's log lacks (reports lost with a node whose checkpoints
         # were already saved; seen in this project's node-loss test).
         history += checkpoint_history(result.checkpoint)
-        if not history and result.error is None:
-            continue  # never started: nothing to record yet
         error = None
         if result.error is not None:
             lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
@@ -211,11 +215,3 @@ def checkpoint_history(checkpoint) -> list[dict]:
         return list(load_state(checkpoint).get("history", []))
     except (OSError, RuntimeError, ValueError):  # a checkpoint half-written when a driver died
         return []
-
-
-def count_pending(folder: str) -> int:
-    """Trials that never started (no results yet) and are not finished."""
-    from ray.tune import ExperimentAnalysis
-
-    return sum(1 for t in ExperimentAnalysis(folder).trials
-               if t.status not in ("TERMINATED", "ERROR") and not t.last_result)

@@ -12,12 +12,11 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainables.cli import EXIT_BAD_INPUT, OneLineParser
+from trainables.cli import OneLineParser, report_user_error
 from trainables.errors import UserError
 from trainables.registry import TRAINABLES, resolve_config
 
@@ -59,28 +58,26 @@ class RunOptions:
 
 # --- command line ------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= minimum, with the one-line message the CLI contract wants."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+    wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _resource(allow_zero: bool):
@@ -207,26 +204,20 @@ def check_storage(options: RunOptions) -> None:
         # object stores: Ray and pyarrow report access errors on the first write
         from ray import tune
 
-        exists = tune.Tuner.can_restore(options.folder)
-        if options.resume and not exists:
-            raise UserError(f"nothing to resume at {options.folder}; run without --resume to start the study")
-        if not options.resume and exists:
-            raise UserError(f"results already exist at {options.folder}; pass --resume to continue them, "
-                            "or --name NEW (or another --storage) to start a new study")
-        return
-    storage = Path(options.storage)
-    existing = storage
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise UserError(f"--storage {options.storage} is not writable ({existing} is "
-                        f"{'not a folder' if not existing.is_dir() else 'read-only'}); choose a writable folder")
-    folder = storage / options.name
-    has_results = folder.exists() and any(folder.iterdir())
+        has_results = tune.Tuner.can_restore(options.folder)
+    else:
+        existing = Path(options.storage)
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK):
+            raise UserError(f"--storage {options.storage} is not writable ({existing} is "
+                            f"{'not a folder' if not existing.is_dir() else 'read-only'}); choose a writable folder")
+        folder = Path(options.folder)
+        has_results = folder.exists() and any(folder.iterdir())  # anything there: never overwrite it
     if options.resume and not has_results:
-        raise UserError(f"nothing to resume at {folder}; run without --resume to start the study")
+        raise UserError(f"nothing to resume at {options.folder}; run without --resume to start the study")
     if not options.resume and has_results:
-        raise UserError(f"results already exist at {folder}; pass --resume to continue them, "
+        raise UserError(f"results already exist at {options.folder}; pass --resume to continue them, "
                         "or --name NEW (or another --storage) to start a new study")
 
 
@@ -465,7 +456,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         trials = export.from_experiment(study, options.folder)
         epochs, trial_rows = export.collect(study, trials)
         export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
-        unfinished = sum(not t["finished"] for t in trials.values()) + export.count_pending(options.folder)
+        unfinished = sum(not t["finished"] for t in trials.values())
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
         if unfinished:
             print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
@@ -490,5 +481,4 @@ def main(preset: str, argv: list[str] | None = None) -> int:
     try:
         return run(options)
     except UserError as error:
-        sys.stderr.write(f"{prog}: error: {error}\n")
-        return EXIT_BAD_INPUT
+        return report_user_error(prog, error)

@@ -20,7 +20,7 @@ def test_rerun_epochs_keep_the_last_report_and_rows_carry_full_config():
     config = {"trainable": "mnist_mlp", "hidden": [512, 1024, 128], "regularization": "dropout",
               "optimizer": "adam", "init": "normal", "weight_decay": 0.0, "seed": 4, "epochs": 3}
     reports = history([1, 2]) + [{**history([2])[0], "val_acc": 0.99}] + history([3], test_acc=0.5, n_params=7)
-    rows = export.epoch_rows(STUDY, "t1", config, reports)
+    rows = export.epoch_rows(export.identity(STUDY, "t1", config), reports)
     assert [r["epoch"] for r in rows] == [1, 2, 3]
     assert rows[1]["val_acc"] == 0.99  # the rerun of epoch 2 after a restore wins
     row = rows[0]

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 
-from trainables.cli import OneLineParser, exit_on_user_error, parse_assignments
+from trainables.cli import OneLineParser, parse_assignments, report_user_error
 from trainables.errors import UserError
 from trainables.registry import TRAINABLES
 
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         fit(config, lambda metrics, state: print(json.dumps(_json_safe(metrics)), flush=True),
             data_root=args.data_root, download=args.download, device=args.device)
     except UserError as error:
-        exit_on_user_error(parser.prog, error)
+        return report_user_error(parser.prog, error)
     return 0
 
 

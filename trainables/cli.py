@@ -40,6 +40,7 @@ def parse_assignments(items: list[str]) -> dict:
     return config
 
 
-def exit_on_user_error(prog: str, error: UserError):
+def report_user_error(prog: str, error: UserError) -> int:
+    """Print the one line a bad input gets; return the exit code for it."""
     sys.stderr.write(f"{prog}: error: {error}\n")
-    sys.exit(EXIT_BAD_INPUT)
+    return EXIT_BAD_INPUT
