@@ -1,6 +1,5 @@
 """The report and the notebooks on Parquet written by real --smoke studies; bad result files."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,11 +59,10 @@ def test_report_on_optimizer_benchmark_has_the_summary(optimizer_results, tmp_pa
 
 
 def test_report_on_an_optuna_study(tmp_path, data_root):
-    folder = run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "3")
+    run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "3")
     out = tmp_path / "report"
     report.build_report(load_results(tmp_path / "optuna_mnist1d_cnn"), out)
     assert (out / "optuna_progress.png").exists() and (out / "optuna_params.png").exists()
-    del folder
 
 
 def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root):

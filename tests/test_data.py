@@ -1,7 +1,6 @@
 """The dataset loaders on files in the real formats: shapes, splits, cache, and every kind of bad file."""
 
 import shutil
-from pathlib import Path
 
 import pytest
 import torch

@@ -1,7 +1,5 @@
 """The runner under failure: driver interrupted (SIGINT, SIGKILL) and resumed, bad input, cluster.yaml."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
