@@ -1,7 +1,6 @@
 """A real multi-node Ray cluster on this machine: a study joins it with --address, trials spread over
 both worker nodes, and losing a worker node mid-study loses nothing."""
 
-import json
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from ray.cluster_utils import Cluster
 
 from study import export
 
-EPOCHS = 150
+EPOCHS = 300
 
 
 @pytest.fixture
@@ -26,17 +25,11 @@ def cluster():
     cluster.shutdown()
 
 
-def reported(folder: Path) -> dict[str, list[dict]]:
-    out = {}
-    for path in folder.glob("*/result.json"):
-        rows = []
-        for line in path.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass  # a line being written right now
-        out[path.parent.name] = rows
-    return out
+def checkpointed(folder: Path) -> dict[str, int]:
+    """Epochs each trial has checkpointed so far. Workers write checkpoints straight to storage, while
+    the driver's result.json reaches storage only in bursts (it is synced from a staging folder), so
+    checkpoints are the live signal of progress."""
+    return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in folder.glob("*") if trial.is_dir()}
 
 
 def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
@@ -48,18 +41,16 @@ def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
          "--storage", str(tmp_path), "--data-root", str(data_root), "--max-failures", "3"],
         stdout=log, stderr=subprocess.STDOUT, text=True)
 
-    # wait until a trial is running on the victim node, a few epochs in and far from done
+    # wait until two trials are running, a few epochs in and far from done: with one CPU per node,
+    # one of them runs on the victim node
     victim = workers[1]
     deadline = time.monotonic() + 240
     while True:
-        assert time.monotonic() < deadline and proc.poll() is None, "no trial ran long enough on the victim node"
-        running = {trial: rows for trial, rows in reported(folder).items()
-                   if rows and 3 <= rows[-1]["epoch"] < EPOCHS - 50 and rows[-1]["node_id"] == victim.node_id}
-        if running:
+        assert time.monotonic() < deadline and proc.poll() is None, "never saw two trials running mid-way"
+        running = {trial: n for trial, n in checkpointed(folder).items() if 10 <= n < EPOCHS - 50}
+        if len(running) == 2:
             break
-        time.sleep(0.1)
-    moved = next(iter(running))
-    epoch_at_loss = reported(folder)[moved][-1]["epoch"]
+        time.sleep(0.05)
     cluster.remove_node(victim)
 
     proc.wait(timeout=300)
@@ -74,11 +65,12 @@ def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
     assert len(epochs) == 4 * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
     assert set(epochs["node_id"]) == {w.node_id for w in workers}  # both nodes trained
 
-    # the moved trial continued on the surviving node from its last checkpoint, not from epoch 1
-    history = reported(folder)[moved]
-    after = [r["epoch"] for r in history if r["node_id"] == workers[0].node_id]
-    assert after and after[0] > 1 and after[0] >= epoch_at_loss - 1, (epoch_at_loss, after[:3])
-    assert after[-1] == EPOCHS
-    moved_rows = epochs[epochs["trial_id"] == moved].sort_values("epoch")
+    # the trial that ran on the victim continued on the surviving node from a checkpoint, not from epoch 1
+    nodes_per_trial = epochs.groupby("trial_id")["node_id"].agg(set)
+    moved = [trial for trial, nodes in nodes_per_trial.items() if victim.node_id in nodes and len(nodes) == 2]
+    assert len(moved) == 1 and moved[0] in running, (nodes_per_trial, running)
+    moved_rows = epochs[epochs["trial_id"] == moved[0]].sort_values("epoch")
     assert moved_rows["epoch"].tolist() == list(range(1, EPOCHS + 1))
-    assert {workers[0].node_id, victim.node_id} == set(moved_rows["node_id"])
+    after = moved_rows.loc[moved_rows["node_id"] == workers[0].node_id, "epoch"].tolist()
+    assert after[0] > 1 and after[-1] == EPOCHS, after[:3]
+    assert (moved_rows.loc[moved_rows["node_id"] == victim.node_id, "epoch"] < after[0]).all()
