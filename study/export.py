@@ -162,18 +162,41 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
     write_atomic(_table(trials_frame, meta), join(folder, TRIALS_FILE))
 
 
+def runs_of(trial_id: str, trial: dict) -> list[tuple[str, dict, list[dict]]]:
+    """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a trial that
+    batched K seeds (config `replicates`, see trainables.replicates), one run per seed.
+
+    A batched trial's epochs carry `replicate_metrics`, one row per seed still training;
+    each seed becomes a run of its own, `<trial id>-seed<seed>`, whose rows look exactly
+    like a single-seed trial's, so analysis never needs to know seeds were batched.
+    """
+    replicates = trial["config"].get("replicates", 1)
+    if replicates == 1:
+        return [(trial_id, trial["config"], trial["history"])]
+    first_seed = trial["config"].get("seed", 0)
+    histories: dict[int, list[dict]] = {first_seed + r: [] for r in range(replicates)}
+    for metrics in trial["history"]:
+        rows = metrics.get("replicate_metrics")
+        if isinstance(rows, list):  # Tune's log may hold it as text; the checkpoint's copy is exact
+            for row in rows:
+                histories[int(row["seed"])].append(row)
+    return [(f"{trial_id}-seed{seed}", {**trial["config"], "seed": seed}, history)
+            for seed, history in histories.items()]
+
+
 def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dict]]:
     """trials: trial_id -> {"config", "history" (list of metric dicts), "error"} -> (epoch rows, trial rows)."""
     epochs_out, trials_out = [], []
-    for trial_id, trial in sorted(trials.items()):
-        if not trial["history"] and not trial.get("error"):
-            continue  # never started (pending when the study stopped): nothing to record yet
-        base = identity(study, trial_id, trial["config"])
-        rows = epoch_rows(base, trial["history"])
-        finals = [m for m in trial["history"] if "test_acc" in m and m["test_acc"] == m["test_acc"]]
-        last = finals[-1] if finals else (trial["history"][-1] if trial["history"] else {})
-        epochs_out += rows
-        trials_out.append(trial_row(base, rows, last, trial.get("error"), trial.get("finished", True)))
+    for tune_trial_id, trial in sorted(trials.items()):
+        for trial_id, config, history in runs_of(tune_trial_id, trial):
+            if not history and not trial.get("error"):
+                continue  # never started (pending when the study stopped): nothing to record yet
+            base = identity(study, trial_id, config)
+            rows = epoch_rows(base, history)
+            finals = [m for m in history if "test_acc" in m and m["test_acc"] == m["test_acc"]]
+            last = finals[-1] if finals else (history[-1] if history else {})
+            epochs_out += rows
+            trials_out.append(trial_row(base, rows, last, trial.get("error"), trial.get("finished", True)))
     return epochs_out, trials_out
 
 

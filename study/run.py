@@ -50,6 +50,8 @@ class RunOptions:
     num_samples: int | None
     max_failures: int
     asha: bool
+    batch_seeds: int | None = None  # seeds trained together in one trial (trainables.replicates)
+    aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
 
     @property
     def folder(self) -> str:
@@ -119,6 +121,11 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--num-samples", type=_positive_int,
                         help=f"Optuna trials (default {DEFAULT_OPTUNA_SAMPLES}); grid presets run each grid point once")
     parser.add_argument("--max-failures", type=_non_negative_int, default=3, help="retries of a failed trial from its checkpoint")
+    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
+                        help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
+                             "multiple of K); each seed still gets its own rows in the results")
+    parser.add_argument("--aggregate", choices=["mean", "median", "min"], default=None,
+                        help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
     if is_optuna:
         parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
     args = parser.parse_args(argv)
@@ -126,7 +133,10 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
     if not is_optuna and args.num_samples is not None:
         parser.error("--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats")
     if is_optuna and args.seeds not in (None, 1):
-        parser.error("an Optuna search trains seed 0 per sampled config; drop --seeds (grid presets take --seeds)")
+        parser.error("an Optuna search trains seed 0 per sampled config (or seeds 0..K-1 with --batch-seeds K); "
+                     "drop --seeds")
+    if args.aggregate is not None and args.batch_seeds is None:
+        parser.error("--aggregate combines the seeds of a batched trial; add --batch-seeds K")
     trainable = getattr(args, "trainable", None)
     name = args.name or (f"optuna_{trainable}" if is_optuna else preset)
     if "/" in name or name in (".", ".."):
@@ -138,13 +148,14 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
         data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
+        batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean",
     )
 
 
 # --- the study as run ------------------------------------------------------------------
 
 def effective_study(options: RunOptions) -> Study:
-    """The preset with this run's --epochs / --seeds / --smoke applied."""
+    """The preset with this run's --epochs / --seeds / --smoke / --batch-seeds applied."""
     study = optuna_study(options.trainable) if options.preset == OPTUNA_PRESET else STUDIES[options.preset]
     fixed = dict(study.fixed)
     axes = dict(study.axes)
@@ -154,6 +165,11 @@ def effective_study(options: RunOptions) -> Study:
         fixed.update(SMOKE_DATA, epochs=SMOKE_EPOCHS)
     if options.epochs:
         fixed["epochs"] = options.epochs
+    if options.batch_seeds:
+        # K seeds per trial: the grid's seed axis steps by K (spaces.seed_axis), so the seed
+        # count is rounded up to whole trials; an Optuna trial trains seeds 0..K-1
+        fixed.update(replicates=options.batch_seeds, aggregate=options.aggregate)
+        seeds = -(-seeds // options.batch_seeds) * options.batch_seeds
     return replace(study, name=options.name, fixed=fixed, axes=axes, seeds=seeds)
 
 
@@ -334,7 +350,8 @@ def run_info(options: RunOptions) -> dict:
             "epochs": options.epochs, "seeds": options.seeds, "data_root": options.data_root,
             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
-            "max_failures": options.max_failures, "asha": options.asha}
+            "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
+            "aggregate": options.aggregate}
 
 
 # --- the Tuner ----------------------------------------------------------------------------
@@ -419,7 +436,9 @@ def start_ray(options: RunOptions) -> bool:
 def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
     counts = {s: sum(t["status"] == s for t in trials) for s in export.STATUSES}
     unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
-    return (f"{options.name}: {len(trials)} trials: {counts['completed']} completed, {counts['diverged']} diverged, "
+    # a batched trial's seeds are counted one by one, as its rows are
+    what = f"{len(trials)} trials" if not options.batch_seeds else f"{len(trials)} seed runs ({options.batch_seeds} per trial)"
+    return (f"{options.name}: {what}: {counts['completed']} completed, {counts['diverged']} diverged, "
             f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{export.EPOCHS_FILE} "
             f"and {export.TRIALS_FILE}")
 
@@ -430,7 +449,8 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     if options.resume:
         check_storage(options)
         saved = load_run_file(options)
-        options = replace(options, **{k: saved[k] for k in ("smoke", "epochs", "seeds", "num_samples", "asha")})
+        options = replace(options, **{k: saved[k] for k in ("smoke", "epochs", "seeds", "num_samples", "asha")},
+                          batch_seeds=saved.get("batch_seeds"), aggregate=saved.get("aggregate", "mean"))
     study = effective_study(options)
     validate_study(study, options)
     check_address(options.address)

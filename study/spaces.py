@@ -1,4 +1,4 @@
-"""Search spaces: grids (every combination, each seed its own trial) and Optuna spaces.
+"""Search spaces: grids (every combination, each seed or batch of seeds its own trial) and Optuna spaces.
 
 They stay separate on purpose: Optuna samples from distributions and cannot
 take `tune.grid_search`; a grid has no distributions.
@@ -12,19 +12,25 @@ from collections.abc import Mapping, Sequence
 from ray import tune
 
 
+def seed_axis(fixed: Mapping, seeds: int) -> list[int]:
+    """The first seed of each trial: every seed its own trial, or, where the config batches
+    K seeds per trial (`replicates`), seeds 0, K, 2K, ... each standing for K seeds."""
+    return list(range(0, seeds, fixed.get("replicates", 1)))
+
+
 def grid_space(fixed: Mapping, axes: Mapping[str, Sequence], seeds: int) -> dict:
     """Ray Tune param_space: constants, one grid_search per axis, and the seed axis."""
     space = dict(fixed)
     for key, values in axes.items():
         space[key] = tune.grid_search(list(values))
-    space["seed"] = tune.grid_search(list(range(seeds)))
+    space["seed"] = tune.grid_search(seed_axis(fixed, seeds))
     return space
 
 
 def grid_points(fixed: Mapping, axes: Mapping[str, Sequence], seeds: int) -> list[dict]:
     """Every config the grid produces, in plain Python (to validate before Ray starts)."""
     keys = [*axes, "seed"]
-    values = [list(v) for v in axes.values()] + [list(range(seeds))]
+    values = [list(v) for v in axes.values()] + [seed_axis(fixed, seeds)]
     return [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*values)]
 
 

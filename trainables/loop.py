@@ -39,8 +39,55 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
-def _weight_layers(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+def trial_splits(cfg: dict, dev: torch.device, data_root, download: bool, splits) -> datasets.Splits:
+    """The trial's data on its device: handed over (Ray's object store) or loaded, cut for smoke runs."""
+    if splits is None:
+        splits = datasets.load(get_spec(cfg["trainable"]).dataset, data_root, download=download, device=dev)
+    else:
+        splits = splits.from_shared()
+        if splits.device != dev:
+            splits = splits.to(dev)
+    return splits.head(cfg["max_train_samples"], cfg["max_eval_samples"])
+
+
+def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device) -> nn.Module:
+    """The model as seed `seed` initialises it: the same draws whether or not seeds are batched."""
+    torch.manual_seed(seed)
+    model = get_spec(cfg["trainable"]).build(cfg, splits)
+    init_weights(model, cfg["init"], cfg["activation"])
+    model.to(dev)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
+    return model
+
+
+def autocast_for(cfg: dict, dev: torch.device):
+    if cfg["precision"] == "bf16":
+        return lambda: torch.autocast(dev.type, dtype=torch.bfloat16)
+    return nullcontext
+
+
+def samples_used(n_train: int, batch_size: int) -> int:
+    # A last batch of one sample is dropped: BatchNorm cannot normalise it, and
+    # one sample's gradient is noise, not signal.
+    return n_train - 1 if n_train % batch_size == 1 and n_train > 1 else n_train
+
+
+def cost_metrics(train_time_s: float, samples_trained: int, infer_seconds: float, n_test: int,
+                 dev: torch.device) -> dict:
+    """The final row's timing and provenance columns (trials.parquet)."""
+    return dict(
+        train_time_s=train_time_s,
+        train_us_per_sample=1e6 * train_time_s / max(samples_trained, 1),
+        infer_us_per_sample=1e6 * infer_seconds / max(n_test, 1),
+        device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+        hostname=socket.gethostname(),
+    )
+
+
+def weight_layer_names(model: nn.Module) -> list[str]:
+    """The linear and conv layers, first to last (gradient norms watch the first and the last)."""
+    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
 
 
 @torch.inference_mode()
@@ -80,25 +127,17 @@ def fit(
     reports with it.
     """
     cfg = resolve_config(config)
-    spec = get_spec(cfg["trainable"])
-    dev = pick_device(device)
-    if splits is None:
-        splits = datasets.load(spec.dataset, data_root, download=download, device=dev)
-    else:
-        splits = splits.from_shared()
-        if splits.device != dev:
-            splits = splits.to(dev)
-    splits = splits.head(cfg["max_train_samples"], cfg["max_eval_samples"])
+    if cfg["replicates"] > 1:
+        from trainables.replicates import fit_replicates  # imports this module's helpers
 
-    torch.manual_seed(cfg["seed"])
-    model = spec.build(cfg, splits)
-    init_weights(model, cfg["init"], cfg["activation"])
-    model.to(dev)
+        return fit_replicates(cfg, report, data_root=data_root, download=download, device=device, start=start,
+                              splits=splits, tags=tags)
+    dev = pick_device(device)
+    splits = trial_splits(cfg, dev, data_root, download, splits)
+    model = build_model(cfg, splits, cfg["seed"], dev)
     image_batches = splits.train_x.dim() == 4
     if cfg["channels_last"] and image_batches:
         model.to(memory_format=torch.channels_last)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
     # `net` runs the batches; `model` (same parameters) is what checkpoints save, so a
     # compiled trial's state loads into an uncompiled one and back.
     net = torch.compile(model) if cfg["compile"] else model
@@ -117,15 +156,12 @@ def fit(
         train_time_s, samples_trained = start["train_time_s"], start["samples_trained"]
         history = list(start.get("history", []))
 
-    use_bf16 = cfg["precision"] == "bf16"
-    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
-    weight_layers = _weight_layers(model)
-    watched = (weight_layers[0].weight, weight_layers[-1].weight) if cfg["grad_norms"] else ()
+    autocast = autocast_for(cfg, dev)
+    layers = weight_layer_names(model)
+    watched = [model.get_submodule(name).weight for name in (layers[0], layers[-1])] if cfg["grad_norms"] else []
     n_train = len(splits.train_y)
     batch_size = cfg["batch_size"]
-    # A last batch of one sample is dropped: BatchNorm cannot normalise it, and
-    # one sample's gradient is noise, not signal.
-    n_used = n_train - 1 if n_train % batch_size == 1 and n_train > 1 else n_train
+    n_used = samples_used(n_train, batch_size)
     metrics: dict = {}
 
     for epoch in range(first_epoch, cfg["epochs"] + 1):
@@ -180,16 +216,9 @@ def fit(
             t_test = time.perf_counter()
             test_loss, test_acc = evaluate(net, splits, splits.test_x, splits.test_y, autocast)
             infer_seconds = time.perf_counter() - t_test
-            metrics.update(
-                test_loss=test_loss,
-                test_acc=test_acc,
-                train_time_s=train_time_s,
-                train_us_per_sample=1e6 * train_time_s / max(samples_trained, 1),
-                infer_us_per_sample=1e6 * infer_seconds / max(len(splits.test_y), 1),
-                n_params=count_params(model),
-                device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
-                hostname=socket.gethostname(),
-            )
+            metrics.update(test_loss=test_loss, test_acc=test_acc,
+                           **cost_metrics(train_time_s, samples_trained, infer_seconds, len(splits.test_y), dev),
+                           n_params=count_params(model))
         metrics.update(tags or {})
         history.append(metrics)
         state = {

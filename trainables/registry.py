@@ -49,6 +49,9 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "precision": "fp32",  # or bf16 (autocast)
     "channels_last": False,
     "compile": False,  # torch.compile the model: pays on a GPU for long trials; compiling costs ~30 s on a CPU
+    # K seed replicates (seeds seed .. seed+K-1) trained as one batched computation (trainables.replicates)
+    "replicates": 1,
+    "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
 })
 
 
@@ -212,6 +215,8 @@ CHECKS: dict[str, Callable[[str, object], None]] = {
     "precision": _check_choice(["fp32", "bf16"]),
     "channels_last": _check_bool,
     "compile": _check_bool,
+    "replicates": _check_positive_int,
+    "aggregate": _check_choice(["mean", "median", "min"]),
     # trainable-specific keys
     "hidden": _check_hidden,
     "depth": _check_optional_positive_int,
@@ -256,4 +261,7 @@ def resolve_config(config: Mapping) -> dict:
         resolved["dropout"] = float(resolved["dropout"])
     if resolved["nesterov"] and resolved["momentum"] <= 0:
         raise ConfigError("nesterov=true needs momentum > 0; set momentum=0.9 or nesterov=false")
+    if resolved["replicates"] > 1 and (resolved["compile"] or resolved["channels_last"]):
+        raise ConfigError("compile and channels_last apply to single-seed trials; with replicates > 1 set "
+                          "compile=false and channels_last=false")
     return resolved
