@@ -2,7 +2,7 @@
 
 import sys
 
-from benchmarks import activation_cost, loop_overhead, shared_data, study_overhead, versus_dataloader
+from benchmarks import activation_cost, loop_overhead, seed_batching, shared_data, study_overhead, versus_dataloader
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,
@@ -10,6 +10,7 @@ BENCHMARKS = {
     "study_overhead": study_overhead.run,
     "activation_cost": activation_cost.run,
     "shared_data": shared_data.run,  # needs psutil: pip install -e ".[bench]"
+    "seed_batching": seed_batching.run,
 }
 
 

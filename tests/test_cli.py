@@ -26,11 +26,22 @@ def test_one_trial_prints_one_json_line_per_epoch(tmp_path, fixture_sums):
     assert rows[-1]["test_acc"] > 0.2 and rows[-1]["diverged"] is False
 
 
-def test_diverged_loss_prints_as_json_null(tmp_path, fixture_sums):
-    result = trainables_cli("mnist1d_mlp", "--set", "lr=1e4", "--set", "optimizer=sgd", "--set", "epochs=3", "--data-root", str(fixture_sums[0]), cwd=tmp_path)
+def strict_json(line: str) -> dict:
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("replicates", [1, 2])
+def test_diverged_loss_prints_as_json_null(replicates, tmp_path, fixture_sums):
+    result = trainables_cli("mnist1d_mlp", "--set", "lr=1e4", "--set", "optimizer=sgd", "--set", "epochs=3",
+                            "--set", f"replicates={replicates}", "--data-root", str(fixture_sums[0]), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    last = json.loads(result.stdout.splitlines()[-1])  # strict JSON: no NaN literal
+    last = strict_json(result.stdout.splitlines()[-1])
     assert last["diverged"] is True and last["train_loss"] is None
+    if replicates > 1:  # every seed's own row too
+        assert [row["train_loss"] for row in last["replicate_metrics"]] == [None] * replicates
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -111,3 +111,57 @@ def test_optuna_search_with_asha(tmp_path, data_root, local_ray, capsys):
     assert trials["lr"].between(1e-5, 1.0).all() and trials["dropout"].between(0, 0.5).all()
     assert set(trials["status"]) <= {"completed", "diverged"}
     assert capsys.readouterr().out.strip().splitlines()[-1].startswith("optuna_mnist1d_cnn: 3 trials")
+
+
+# --- seed-batched trials (--batch-seeds K) ------------------------------------------------
+
+def test_batched_seeds_give_the_same_rows_as_single_seed_trials(smoke_run, local_ray, data_root, tmp_path):
+    _, single_folder, _ = smoke_run("mnist1d_grid")  # seed 0 of each config, one trial each
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = main("mnist1d_grid", ["--smoke", "--batch-seeds", "2", "--storage", str(tmp_path),
+                                     "--data-root", str(data_root)])
+    assert code == 0
+    assert output.getvalue().strip().splitlines()[-1].startswith("mnist1d_grid: 8 seed runs (2 per trial): 8 completed")
+    epochs, trials = read(tmp_path / "mnist1d_grid")
+    single_epochs, single_trials = read(single_folder)
+    # same schema, column for column and type for type; one row per seed x epoch
+    assert epochs.dtypes.to_dict() == single_epochs.dtypes.to_dict()
+    assert trials.dtypes.drop("error").to_dict() == single_trials.dtypes.drop("error").to_dict()
+    assert len(trials) == 8 and trials["trial_id"].is_unique and set(trials["seed"]) == {0, 1}
+    assert len(epochs) == 8 * 2 and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert all(t.endswith(f"-seed{s}") for t, s in zip(trials["trial_id"], trials["seed"]))
+    # seed 0 of each batched trial is the single-seed trial (Adam amplifies rounding: close, not bitwise)
+    key = ["activation", "batchnorm", "epoch"]
+    batched0 = epochs[epochs["seed"] == 0].sort_values(key).reset_index(drop=True)
+    single = single_epochs.sort_values(key).reset_index(drop=True)
+    assert (batched0[key] == single[key]).all().all()
+    assert batched0["train_loss"].to_numpy() == pytest.approx(single["train_loss"].to_numpy(), rel=1e-3)
+    assert batched0["val_acc"].to_numpy() == pytest.approx(single["val_acc"].to_numpy(), abs=0.02)
+
+
+def test_stl10_grid_with_ten_batched_seeds(local_ray, data_root, tmp_path):
+    code = main("stl10_grid", ["--batch-seeds", "10", "--smoke", "--storage", str(tmp_path), "--data-root", str(data_root)])
+    assert code == 0
+    epochs, trials = read(tmp_path / "stl10_grid")
+    assert len(trials) == smoke_trials("stl10_grid") * 10
+    assert (trials.groupby(["activation", "batchnorm"])["seed"].apply(sorted) == [list(range(10))] * 4).all()
+    assert set(trials["status"]) == {"completed"} and (trials["epochs_completed"] == 2).all()
+    assert len(epochs) == len(trials) * 2 and (trials["replicates"] == 10).all()
+    # ten different runs per configuration, not one run ten times
+    assert (trials.groupby(["activation", "batchnorm"])["final_val_loss"].nunique() == 10).all()
+
+
+def test_optuna_optimises_the_mean_over_batched_seeds(local_ray, data_root, tmp_path, capsys):
+    code = main("optuna", ["mnist1d_cnn", "--batch-seeds", "5", "--smoke", "--storage", str(tmp_path),
+                           "--data-root", str(data_root)])
+    assert code == 0
+    folder = tmp_path / "optuna_mnist1d_cnn"
+    _, trials = read(folder)
+    assert len(trials) == 2 * 5 and sorted(trials["seed"]) == sorted(list(range(5)) * 2)
+    trials["tune_trial"] = trials["trial_id"].str.rsplit("-seed", n=1).str[0]
+    for tune_trial, seeds in trials.groupby("tune_trial"):
+        assert seeds["lr"].nunique() == 1 and len(seeds) == 5  # one sampled config, five seeds
+        reported = json.loads((folder / tune_trial / "result.json").read_text().splitlines()[-1])
+        assert reported["val_acc"] == pytest.approx(seeds["final_val_acc"].mean())  # what Optuna was told
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("optuna_mnist1d_cnn: 10 seed runs (5 per trial)")

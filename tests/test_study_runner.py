@@ -118,6 +118,9 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--address", "127.0.0.1:1"], "cannot reach a Ray cluster at 127.0.0.1:1"),
     (["--address", "nonsense"], "is not HOST:PORT or auto"),
     (["--resume"], "nothing to resume at"),
+    (["--batch-seeds", "0"], "argument --batch-seeds: expected a positive integer, got '0'"),
+    (["--aggregate", "mean"], "--aggregate combines the seeds of a batched trial; add --batch-seeds K"),
+    (["--batch-seeds", "4", "--aggregate", "max"], "argument --aggregate: invalid choice: 'max'"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
     code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))

@@ -11,9 +11,13 @@ from trainables.errors import UserError
 from trainables.registry import TRAINABLES
 
 
-def _json_safe(metrics: dict) -> dict:
-    # NaN / inf are not JSON: a diverged loss prints as null.
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
+def _json_safe(value):
+    # NaN / inf are not JSON: a diverged loss prints as null (also in a batched trial's replicate rows).
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def main(argv: list[str] | None = None) -> int:

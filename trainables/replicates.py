@@ -43,10 +43,21 @@ AGGREGATES = {"mean": np.mean, "median": np.median, "min": np.min}
 AGGREGATED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
-class StackedModel:
-    """K copies of one architecture as stacked parameters and buffers, run with vmap."""
+def has_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) for m in model.modules())
 
-    def __init__(self, models: list[torch.nn.Module]):
+
+class StackedModel:
+    """K copies of one architecture as stacked parameters and buffers, run with vmap.
+
+    `chunk_size=1` makes vmap run the replicates' convolutions one replicate at a time:
+    vmap otherwise turns K convolutions into one grouped convolution, which on a CPU
+    (oneDNN) is slow: a conv6 training step (10 replicates, batch 64) took 7.9 s grouped,
+    4.0 s chunked, 3.4 s as ten separate models (benchmarks/README.md). Matrix products
+    batch well either way; on a GPU the grouped form is kept (cuDNN).
+    """
+
+    def __init__(self, models: list[torch.nn.Module], chunk_size: int | None = None):
         self.params, self.buffers = stack_module_state(models)
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture only; weights live in the stacks
 
@@ -54,8 +65,8 @@ class StackedModel:
             return functional_call(self.base, (params, buffers), (x,))
 
         # "different": each replicate draws its own dropout masks
-        self._train = vmap(one, randomness="different")
-        self._shared_input = vmap(one, in_dims=(0, 0, None), randomness="different")
+        self._train = vmap(one, randomness="different", chunk_size=chunk_size)
+        self._shared_input = vmap(one, in_dims=(0, 0, None), randomness="different", chunk_size=chunk_size)
 
     def train_step(self, x: torch.Tensor) -> torch.Tensor:
         """x: (K, batch, ...) -> logits (K, batch, classes), BatchNorm in training mode."""
@@ -106,7 +117,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
     n_params = count_params(models[0])
     watched = [f"{name}.weight" for name in weight_layer_names(models[0])]
     watched = [watched[0], watched[-1]] if cfg["grad_norms"] else []
-    stacked = StackedModel(models)
+    stacked = StackedModel(models, chunk_size=1 if dev.type == "cpu" and has_convolutions(models[0]) else None)
     del models
     params = stacked.params
     optimizer = make_optimizer(cfg["optimizer"], list(params.values()), lr=cfg["lr"],
