@@ -8,26 +8,13 @@ import pytest
 import torch
 from scipy import stats
 
-from trainables import fit, resolve_config
+from trainables import models, resolve_config
 from trainables.errors import ConfigError
-from trainables import models
 from trainables.replicates import StackedModel, aggregate
 
-TIMING = {"epoch_time_s", "train_time_s", "train_us_per_sample", "infer_us_per_sample"}
+from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
+
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
-
-
-def run(config, data_root, **kwargs):
-    rows, states = [], []
-
-    def report(metrics, state):
-        rows.append(metrics)
-        buffer = io.BytesIO()  # serialise now, as a real checkpoint would
-        torch.save(state, buffer)
-        states.append(buffer.getvalue())
-
-    fit(config, report, data_root=str(data_root), **kwargs)
-    return rows, states
 
 
 def per_seed(rows):
