@@ -79,7 +79,7 @@ def study_lines(epochs: int = 3, cpus: int = 2) -> list[str]:
             f"-> {single / batched_:.2f}x the throughput"]
 
 
-def run(repeats: int = 3) -> list[str]:
+def run(repeats: int = 5) -> list[str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     lines = [f"## seed batching: K seeds in one batched trial vs K separate trials  ({machine()})"]
@@ -112,4 +112,4 @@ def run(repeats: int = 3) -> list[str]:
 
 
 if __name__ == "__main__":
-    print("\n".join(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3)))
+    print("\n".join(run(int(sys.argv[1]) if len(sys.argv) > 1 else 5)))

@@ -9,6 +9,9 @@ Tune checkpoint; tests pass a function that appends to a list.
 
 A non-finite training loss ends the trial early with `diverged=True`: a
 diverging learning rate is a result of the study, not an error.
+
+A config with `replicates` K > 1 goes to trainables.replicates, which trains
+seeds seed..seed+K-1 as one batched computation with the helpers defined here.
 """
 
 from __future__ import annotations
