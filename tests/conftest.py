@@ -21,6 +21,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 N_TRAIN, N_TEST = 120, 40
+# STL-10's 96x96 images cost 9x CIFAR-10's per sample; a smaller fixture keeps the STL studies
+# (ten batched seeds of conv6 among them) quick
+STL_TRAIN, STL_TEST = 60, 20
 
 
 def md5(path: Path) -> str:
@@ -74,10 +77,10 @@ def write_stl10(root: Path, rng: np.random.Generator) -> dict:
     folder = root / "stl10_binary"
     folder.mkdir(parents=True)
     files = {
-        "train_X.bin": rng.integers(0, 256, (N_TRAIN, 3, 96, 96), dtype=np.uint8),
-        "train_y.bin": rng.integers(1, 11, N_TRAIN, dtype=np.uint8),  # STL-10 labels are 1..10
-        "test_X.bin": rng.integers(0, 256, (N_TEST, 3, 96, 96), dtype=np.uint8),
-        "test_y.bin": rng.integers(1, 11, N_TEST, dtype=np.uint8),
+        "train_X.bin": rng.integers(0, 256, (STL_TRAIN, 3, 96, 96), dtype=np.uint8),
+        "train_y.bin": rng.integers(1, 11, STL_TRAIN, dtype=np.uint8),  # STL-10 labels are 1..10
+        "test_X.bin": rng.integers(0, 256, (STL_TEST, 3, 96, 96), dtype=np.uint8),
+        "test_y.bin": rng.integers(1, 11, STL_TEST, dtype=np.uint8),
         "unlabeled_X.bin": np.zeros((0, 3, 96, 96), dtype=np.uint8),
     }
     for name, array in files.items():

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import torch
 
-from conftest import N_TEST, N_TRAIN, SHARED_DATA, write_idx
+from conftest import N_TEST, N_TRAIN, SHARED_DATA, STL_TEST, STL_TRAIN, write_idx
 from trainables import data
 from trainables.errors import DataError
 
@@ -17,20 +17,18 @@ def fresh_process_cache():
     data._LOADED.clear()
 
 
-N_VAL = round(N_TRAIN * data.VAL_FRACTION)
-
-
-@pytest.mark.parametrize("name, shape", [
-    ("cifar10", (3, 32, 32)),
-    ("stl10", (3, 96, 96)),
-    ("mnist", (1, 28, 28)),
-    ("fashion_mnist", (1, 28, 28)),
+@pytest.mark.parametrize("name, shape, n_train, n_test", [
+    ("cifar10", (3, 32, 32), N_TRAIN, N_TEST),
+    ("stl10", (3, 96, 96), STL_TRAIN, STL_TEST),
+    ("mnist", (1, 28, 28), N_TRAIN, N_TEST),
+    ("fashion_mnist", (1, 28, 28), N_TRAIN, N_TEST),
 ])
-def test_torchvision_formats_load_as_uint8_tensors(name, shape, data_root):
+def test_torchvision_formats_load_as_uint8_tensors(name, shape, n_train, n_test, data_root):
     splits = data.load(name, data_root)
+    n_val = round(n_train * data.VAL_FRACTION)
     assert splits.train_x.dtype == torch.uint8 and splits.train_x.shape[1:] == shape
-    assert len(splits.train_x) == N_TRAIN - N_VAL and len(splits.val_x) == N_VAL
-    assert len(splits.test_x) == len(splits.test_y) == N_TEST
+    assert len(splits.train_x) == n_train - n_val and len(splits.val_x) == n_val
+    assert len(splits.test_x) == len(splits.test_y) == n_test
     assert splits.train_y.dtype == torch.int64 and 0 <= splits.train_y.min() and splits.train_y.max() <= 9
     batch = splits.prepare(splits.train_x[:8])
     assert batch.dtype == torch.float32 and batch.shape == (8, *shape)
