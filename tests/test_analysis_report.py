@@ -1,5 +1,7 @@
 """The report and the notebooks on Parquet written by real --smoke studies; bad result files."""
 
+import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -7,30 +9,42 @@ from pathlib import Path
 import nbformat
 import pandas as pd
 import pytest
+import ray
 from nbclient import NotebookClient
 
 from analysis import report
 from analysis.load import ResultsError, load_results
 from conftest import REPO
+from study.run import main
 
 NOTEBOOKS = REPO / "analysis" / "notebooks"
 
 
+@pytest.fixture(scope="module")
+def local_ray():
+    # one Ray for the module's studies (each `python -m study.X` would start its own)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 def run_study(preset: str, storage: Path, data_root: Path, *extra) -> Path:
-    proc = subprocess.run([sys.executable, "-m", f"study.{preset}", "--smoke", "--storage", str(storage),
-                           "--data-root", str(data_root), *extra], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    """`python -m study.<preset> --smoke ...`, in this process on the module's Ray."""
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = main(preset, ["--smoke", "--storage", str(storage), "--data-root", str(data_root), *extra])
+    assert code == 0, output.getvalue()[-3000:]
     return storage / preset
 
 
 @pytest.fixture(scope="module")
-def activation_results(tmp_path_factory, data_root):
+def activation_results(tmp_path_factory, data_root, local_ray):
     # two seeds so every activation x batchnorm cell is testable
     return run_study("mnist1d_grid", tmp_path_factory.mktemp("studies"), data_root, "--seeds", "2")
 
 
 @pytest.fixture(scope="module")
-def optimizer_results(tmp_path_factory, data_root):
+def optimizer_results(tmp_path_factory, data_root, local_ray):
     return run_study("optimizer_benchmark", tmp_path_factory.mktemp("studies"), data_root)
 
 
@@ -58,14 +72,14 @@ def test_report_on_optimizer_benchmark_has_the_summary(optimizer_results, tmp_pa
     assert "## Optimizer benchmark" in text and "generalization_gap" in text and "loss_variance_across_seeds" in text
 
 
-def test_report_on_an_optuna_study(tmp_path, data_root):
+def test_report_on_an_optuna_study(tmp_path, data_root, local_ray):
     run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "3")
     out = tmp_path / "report"
     report.build_report(load_results(tmp_path / "optuna_mnist1d_cnn"), out)
     assert (out / "optuna_progress.png").exists() and (out / "optuna_params.png").exists()
 
 
-def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root):
+def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root, local_ray):
     run_study("mnist_depth", tmp_path, data_root)
     out = tmp_path / "report"
     report.build_report(load_results(tmp_path / "mnist_depth"), out)
