@@ -50,18 +50,20 @@ def has_convolutions(model: torch.nn.Module) -> bool:
 class StackedModel:
     """K copies of one architecture as stacked parameters and buffers, run with vmap.
 
-    `chunk_size=1` makes vmap run the replicates' convolutions one replicate at a time:
-    vmap otherwise turns K convolutions into one grouped convolution, which on a CPU
-    (oneDNN) is slow: a conv6 training step (10 replicates, batch 64) took 7.9 s grouped,
-    4.0 s chunked, 3.4 s as ten separate models (benchmarks/README.md). Matrix products
-    batch well either way; on a GPU the grouped form is kept (cuDNN).
+    `chunk_size=1` makes vmap run the model one replicate at a time (still one call, one
+    optimizer step). fit_replicates asks for it on a CPU for models with convolutions:
+    unchunked, vmap turns K convolutions into one grouped convolution, and oneDNN's is
+    slow (a conv6 training step, 10 replicates, batch 64: 7.9 s grouped, 4.0 s chunked,
+    3.4 s as ten separate models). Matrix products batch well, so MLPs run unchunked
+    (chunking them cost: 0.92x vs 2.07x of separate trials for the MNIST-1D MLP); on a
+    GPU the grouped form is kept (cuDNN; not measured here). See benchmarks/README.md.
     """
 
     def __init__(self, models: list[torch.nn.Module], chunk_size: int | None = None):
         self.params, self.buffers = stack_module_state(models)
         # Linear weights kept in transposed (column-major) storage: under vmap the weight
         # gradient comes out as input^T @ grad, which a row-major parameter must copy into
-        # its own layout every step (a third of a batched MNIST MLP step on a CPU); in this
+        # its own layout every step (about a quarter of a batched MNIST MLP step on a CPU); in this
         # layout it is taken as it is, and the forward's W^T is contiguous.
         for name, module in models[0].named_modules():
             if isinstance(module, torch.nn.Linear):
