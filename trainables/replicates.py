@@ -43,20 +43,21 @@ AGGREGATES = {"mean": np.mean, "median": np.median, "min": np.min}
 AGGREGATED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
-def has_convolutions(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d)) for m in model.modules())
+def has_image_convolutions(model: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
 
 
 class StackedModel:
     """K copies of one architecture as stacked parameters and buffers, run with vmap.
 
     `chunk_size=1` makes vmap run the model one replicate at a time (still one call, one
-    optimizer step). fit_replicates asks for it on a CPU for models with convolutions:
+    optimizer step). fit_replicates asks for it on a CPU for models with 2-D convolutions:
     unchunked, vmap turns K convolutions into one grouped convolution, and oneDNN's is
-    slow (a conv6 training step, 10 replicates, batch 64: 7.9 s grouped, 4.0 s chunked,
-    3.4 s as ten separate models). Matrix products batch well, so MLPs run unchunked
-    (chunking them cost: 0.92x vs 2.07x of separate trials for the MNIST-1D MLP); on a
-    GPU the grouped form is kept (cuDNN; not measured here). See benchmarks/README.md.
+    slow for image convolutions (5 replicates vs 5 separate trials, one thread: LeNet-5
+    0.63x grouped, 0.87x chunked; conv6 0.54x grouped, 0.93x chunked). The 1-D CNN's small
+    convolutions and MLPs' matrix products batch well unchunked (1-D CNN 1.04x grouped,
+    0.77x chunked; MNIST-1D MLP at K=10 2.07x unchunked, 0.92x chunked). On a GPU the
+    grouped form is kept (cuDNN; not measured here). See benchmarks/README.md.
     """
 
     def __init__(self, models: list[torch.nn.Module], chunk_size: int | None = None):
@@ -128,7 +129,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
     n_params = count_params(models[0])
     watched = [f"{name}.weight" for name in weight_layer_names(models[0])]
     watched = [watched[0], watched[-1]] if cfg["grad_norms"] else []
-    stacked = StackedModel(models, chunk_size=1 if dev.type == "cpu" and has_convolutions(models[0]) else None)
+    stacked = StackedModel(models, chunk_size=1 if dev.type == "cpu" and has_image_convolutions(models[0]) else None)
     del models
     params = stacked.params
     optimizer = make_optimizer(cfg["optimizer"], list(params.values()), lr=cfg["lr"],
