@@ -1,5 +1,6 @@
 """The runner under failure: driver interrupted (SIGINT, SIGKILL) and resumed, bad input, cluster.yaml."""
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -8,11 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 
 from conftest import REPO
 from study import export
+from study.presets import SMOKE_DATA, STUDIES
 from study.run import main
+from trainables import fit
 
 KEY = ["activation", "batchnorm", "seed", "epoch"]
 
@@ -65,7 +69,8 @@ def reference(tmp_path_factory, data_root):
     return epoch_table(storage / "mnist1d_grid")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+# SIGKILL here, single-seed trials; SIGINT below, with batched seeds
+@pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["sigkill"])
 def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path, data_root, reference):
     folder = tmp_path / "mnist1d_grid"
     args = [*SMALL, "--storage", str(tmp_path), "--data-root", str(data_root)]
@@ -95,6 +100,45 @@ def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path,
     for trial_id, lines in finished_before.items():  # finished trials were not rerun
         assert len((folder / trial_id / "result.json").read_text().splitlines()) == lines
 
+
+
+def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, data_root):
+    """--batch-seeds: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume continues
+    them from those checkpoints to the very rows the batched trials give uninterrupted."""
+    epochs = 16
+    storage = tmp_path / "interrupted"
+    folder = storage / "mnist1d_grid"
+    args = ["--smoke", "--epochs", str(epochs), "--batch-seeds", "2", "--data-root", str(data_root),
+            "--storage", str(storage)]
+    proc = StudyProcess(*args, log=tmp_path / "first.log")
+    wait_for(lambda: some_trial_reached_epoch(folder, 3), what="a trial at epoch 3")
+    proc.send_signal(signal.SIGINT)
+    code, out = proc.finish(timeout=120)
+    assert code == 130 and "continue with the same command and --resume" in out, out[-3000:]
+    finished = [t for t in folder.iterdir() if (t / f"checkpoint_{epochs - 1:06d}").exists()]
+    assert len(finished) < 4  # the interruption did land mid-study
+    code, out = StudyProcess(*args, "--resume", log=tmp_path / "resumed.log").finish()
+    assert code == 0, out[-3000:]
+    assert "8 seed runs (2 per trial): 8 completed" in out
+    table = epoch_table(folder)
+    assert len(table) == 8 * epochs and not table.duplicated(["trial_id", "epoch"]).any()
+
+    # the same batched trials run uninterrupted here, on one thread as in a 1-CPU Ray trial
+    study = STUDIES["mnist1d_grid"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for activation, batchnorm in itertools.product(*study.smoke_axes.values()):
+            config = {**study.fixed, **SMOKE_DATA, "epochs": epochs, "replicates": 2, "seed": 0,
+                      "activation": activation, "batchnorm": batchnorm}
+            rows = []
+            fit(config, lambda metrics, state: rows.extend(metrics["replicate_metrics"]), data_root=str(data_root))
+            resumed = table[(table["activation"] == activation) & (table["batchnorm"] == batchnorm)]
+            for seed in (0, 1):
+                mine = resumed[resumed["seed"] == seed].sort_values("epoch")["val_acc"].tolist()
+                assert mine == [r["val_acc"] for r in rows if r["seed"] == seed], (activation, batchnorm, seed)
+    finally:
+        torch.set_num_threads(threads)
 
 # --- bad input: one line, exit 2, nothing written or overwritten ------------------------------
 
