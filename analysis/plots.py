@@ -9,6 +9,7 @@ import pandas as pd
 import seaborn as sns
 
 from analysis.stats import learning_curves as curve_table
+from analysis.stats import levels
 
 LABELS = {
     "final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
@@ -23,15 +24,11 @@ def label(column: str) -> str:
     return LABELS.get(column, column.replace("_", " "))
 
 
-def _order(frame: pd.DataFrame, column: str) -> list:
-    return sorted(frame[column].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
-
-
 def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, title: str | None = None):
     """Box per level of `x` (split by `hue`), every run drawn as a point on top."""
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * trials[x].nunique() + 3), 4.5))
-    order = _order(trials, x)
-    hue_order = _order(trials, hue) if hue else None
+    order = levels(trials, x)
+    hue_order = levels(trials, hue) if hue else None
     sns.boxplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
                 palette="pastel" if hue else None, color=None if hue else "lightsteelblue")
     sns.stripplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
@@ -53,7 +50,7 @@ def learning_curves(epochs: pd.DataFrame, factor: str, metrics=("train_loss", "v
     cols = 2
     rows = int(np.ceil(len(metrics) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(11, 3.8 * rows), squeeze=False)
-    palette = dict(zip(_order(epochs, factor), sns.color_palette("tab10", epochs[factor].nunique())))
+    palette = dict(zip(levels(epochs, factor), sns.color_palette("tab10", epochs[factor].nunique())))
     for ax, metric in zip(axes.flat, metrics):
         table = curve_table(epochs, factor, metric)
         for level, part in table.groupby(factor):
@@ -76,7 +73,7 @@ def lr_robustness(trials: pd.DataFrame, factor: str, value: str = "final_val_acc
     """Final error (1 - accuracy) against learning rate on a log axis, one line per level of `factor`."""
     data = trials.assign(error=1.0 - trials[value])
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=data, x="lr", y="error", hue=factor, hue_order=_order(data, factor), estimator="median",
+    sns.lineplot(data=data, x="lr", y="error", hue=factor, hue_order=levels(data, factor), estimator="median",
                  errorbar=("pi", 50), marker="o", ax=ax)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate (log scale)")

@@ -182,7 +182,7 @@ def build_report(results: Results, out: Path, metric: str = "final_val_acc", cor
     if factors:
         _significance_sections(doc, marked, factors, metric, correction, "all runs with a result")
         _significance_sections(doc, trained, factors, metric, correction, "only runs that trained")
-        if factors and len(stats.levels(marked, factors[0])) > 2:
+        if len(stats.levels(marked, factors[0])) > 2:
             doc.table(_pairwise_view(stats.pairwise(marked, factors[0], metric, correction=correction)),
                       f"{factors[0]}: all pairs (all runs with a result; p corrected with {correction})")
     else:
@@ -198,7 +198,7 @@ def build_report(results: Results, out: Path, metric: str = "final_val_acc", cor
                   f"(Fisher's exact test, each level vs all others; {correction}-corrected)")
 
     if "optimizer" in factors:
-        by = [c for c in ("trainable", "optimizer", "regularization") if c in trials and trials[c].nunique() >= 1]
+        by = [c for c in ("trainable", "optimizer", "regularization") if c in trials and trials[c].notna().any()]
         doc.heading("Optimizer benchmark")
         doc.table(stats.optimizer_summary(trials, epochs, by),
                   "Speed (mean training time), robustness (test accuracy mean / std across seeds), stability "

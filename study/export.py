@@ -219,13 +219,16 @@ def from_experiment(study: Study, folder: str) -> dict[str, dict]:
         # epoch fills what Tune's log lacks (reports lost with a node whose checkpoints
         # were already saved; seen in this project's node-loss test).
         history += checkpoint_history(result.checkpoint)
-        error = None
-        if result.error is not None:
-            lines = [line for line in str(result.error).strip().splitlines() if line.strip()]
-            error = lines[-1][:500] if lines else type(result.error).__name__
+        error = None if result.error is None else error_line(result.error, type(result.error).__name__)
         trials[trial.trial_id] = {"config": trial.config, "history": history, "error": error,
                                   "finished": trial.status in ("TERMINATED", "ERROR")}
     return trials
+
+
+def error_line(error, fallback: str) -> str:
+    """A trial's error as one line for the results: the last line of its message (the exception itself)."""
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else fallback
 
 
 def checkpoint_history(checkpoint) -> list[dict]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from trainables.cli import OneLineParser, report_user_error
 from trainables.errors import UserError
-from trainables.registry import TRAINABLES, resolve_config
+from trainables.registry import AGGREGATES, TRAINABLES, resolve_config
 
 from study import export
 from study.presets import OPTUNA_PRESET, SMOKE_DATA, SMOKE_EPOCHS, STUDIES, Study, optuna_study
@@ -28,7 +28,11 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--r
 RUN_FILE = "hpstudy_run.json"  # how the study was started, for --resume
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
-FLUSH_EVERY_S = 5.0  # how often finished trials refresh the Parquet files during a study
+FLUSH_EVERY_S = 5.0
+# What --resume takes from the run file rather than the command line, and the value a run
+# file written before that option existed implies.
+RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
+                   "batch_seeds": None, "aggregate": "mean"}  # how often finished trials refresh the Parquet files during a study
 
 
 @dataclass(frozen=True)
@@ -124,7 +128,7 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
                         help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
                              "multiple of K); each seed still gets its own rows in the results")
-    parser.add_argument("--aggregate", choices=["mean", "median", "min"], default=None,
+    parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
                         help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
     if is_optuna:
         parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
@@ -305,7 +309,8 @@ def make_exporter(study: Study, options: RunOptions):
             self.flush()
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            self._record(trial, error=_error_text(trial), finished=True)
+            self._record(trial, error=export.error_line(getattr(trial, "error_message", None) or "", "trial failed"),
+                         finished=True)
             self.flush()
 
         def flush(self):
@@ -337,12 +342,6 @@ def prune_checkpoints(trial) -> None:
                          if info.type == FileType.Directory and info.base_name.startswith("checkpoint_"))
     for path in checkpoints[:-1]:
         filesystem.delete_dir(path)
-
-
-def _error_text(trial) -> str:
-    message = getattr(trial, "error_message", None) or "trial failed"
-    lines = [line for line in str(message).strip().splitlines() if line.strip()]
-    return lines[-1][:500] if lines else "trial failed"
 
 
 def run_info(options: RunOptions) -> dict:
@@ -449,8 +448,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     if options.resume:
         check_storage(options)
         saved = load_run_file(options)
-        options = replace(options, **{k: saved[k] for k in ("smoke", "epochs", "seeds", "num_samples", "asha")},
-                          batch_seeds=saved.get("batch_seeds"), aggregate=saved.get("aggregate", "mean"))
+        options = replace(options, **{k: saved.get(k, default) for k, default in RESUMED_OPTIONS.items()})
     study = effective_study(options)
     validate_study(study, options)
     check_address(options.address)

@@ -88,6 +88,32 @@ def cost_metrics(train_time_s: float, samples_trained: int, infer_seconds: float
     )
 
 
+def augmented_image_size(cfg: dict, splits: datasets.Splits) -> int | None:
+    """The side of the images a trial augments (random crop + flip), or None: no augmentation."""
+    return splits.train_x.shape[-1] if cfg["augment"] and splits.train_x.dim() == 4 else None
+
+
+def epoch_draws(n_train: int, image_size: int | None, rng: torch.Generator):
+    """One epoch's random draws from a trial's data generator, in a fixed order: the sample
+    order, then (for augmented images of side `image_size`) crop offsets and flips. Batched
+    seeds draw through this too, so each replicate sees what its single-seed run sees."""
+    perm = torch.randperm(n_train, generator=rng)
+    shifts, flips = augment.draw(n_train, image_size, rng) if image_size else (None, None)
+    return perm, shifts, flips
+
+
+def global_rng_state(dev: torch.device) -> dict:
+    """The global generators a checkpoint saves (dropout masks, on the CPU and on CUDA)."""
+    return {"torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
+
+
+def restore_global_rng(state: dict, dev: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if dev.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], dev)
+
+
 def weight_layer_names(model: nn.Module) -> list[str]:
     """The linear and conv layers, first to last (gradient norms watch the first and the last)."""
     return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
@@ -151,9 +177,7 @@ def fit(
     if start is not None:
         model.load_state_dict(start["model"])
         optimizer.load_state_dict(start["optimizer"])
-        torch.set_rng_state(start["torch_rng"])
-        if dev.type == "cuda" and start.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(start["cuda_rng"], dev)
+        restore_global_rng(start, dev)
         data_rng.set_state(start["data_rng"])
         first_epoch = start["epoch"] + 1
         train_time_s, samples_trained = start["train_time_s"], start["samples_trained"]
@@ -165,15 +189,16 @@ def fit(
     n_train = len(splits.train_y)
     batch_size = cfg["batch_size"]
     n_used = samples_used(n_train, batch_size)
+    augment_size = augmented_image_size(cfg, splits)
     metrics: dict = {}
 
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(n_train, generator=data_rng)
-        if cfg["augment"] and image_batches:
-            shifts, flips = (t.to(dev) for t in augment.draw(n_train, splits.train_x.shape[-1], data_rng))
+        perm, shifts, flips = epoch_draws(n_train, augment_size, data_rng)
         perm = perm.to(dev)
+        if augment_size:
+            shifts, flips = shifts.to(dev), flips.to(dev)
         loss_sum = torch.zeros((), device=dev)
         correct = torch.zeros((), device=dev, dtype=torch.int64)
         grad_sums = torch.zeros(len(watched), device=dev)
@@ -181,7 +206,7 @@ def fit(
         for i in range(0, n_used, batch_size):
             idx = perm[i : min(i + batch_size, n_used)]
             xb = splits.train_x[idx]
-            if cfg["augment"] and image_batches:
+            if augment_size:
                 xb = augment.apply(xb, shifts[i : i + len(idx)], flips[i : i + len(idx)])
             xb, yb = splits.prepare(xb), splits.train_y[idx]
             if cfg["channels_last"] and image_batches:
@@ -229,8 +254,7 @@ def fit(
             "history": history,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            **global_rng_state(dev),
             "data_rng": data_rng.get_state(),
             "train_time_s": train_time_s,
             "samples_trained": samples_trained,

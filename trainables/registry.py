@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
 from torch import nn
 
 from trainables import models
@@ -53,6 +54,10 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "replicates": 1,
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
 })
+
+
+# How a batched trial's replicates combine into the one metric a search sees (config `aggregate`).
+AGGREGATES: dict[str, Callable[[np.ndarray], np.floating]] = {"mean": np.mean, "median": np.median, "min": np.min}
 
 
 def _n_pixels(splits: Splits) -> int:
@@ -216,7 +221,7 @@ CHECKS: dict[str, Callable[[str, object], None]] = {
     "channels_last": _check_bool,
     "compile": _check_bool,
     "replicates": _check_positive_int,
-    "aggregate": _check_choice(["mean", "median", "min"]),
+    "aggregate": _check_choice(list(AGGREGATES)),
     # trainable-specific keys
     "hidden": _check_hidden,
     "depth": _check_optional_positive_int,

@@ -35,11 +35,12 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from trainables import augment
 from trainables import data as datasets
-from trainables.loop import (EVAL_BATCH_SIZE, Report, autocast_for, build_model, cost_metrics, pick_device,
-                             samples_used, trial_splits, weight_layer_names)
+from trainables.loop import (EVAL_BATCH_SIZE, Report, augmented_image_size, autocast_for, build_model, cost_metrics,
+                             epoch_draws, global_rng_state, pick_device, restore_global_rng, samples_used,
+                             trial_splits, weight_layer_names)
 from trainables.optim import count_params, make_optimizer
+from trainables.registry import AGGREGATES
 
-AGGREGATES = {"mean": np.mean, "median": np.median, "min": np.min}
 AGGREGATED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
@@ -145,9 +146,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
             for name, value in start["buffers"].items():
                 stacked.buffers[name].copy_(value)
         optimizer.load_state_dict(start["optimizer"])
-        torch.set_rng_state(start["torch_rng"])
-        if dev.type == "cuda" and start.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(start["cuda_rng"], dev)
+        restore_global_rng(start, dev)
         for rng, rng_state in zip(data_rngs, start["data_rngs"]):
             rng.set_state(rng_state)
         first_epoch, train_time_s = start["epoch"] + 1, start["train_time_s"]
@@ -155,8 +154,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
         history = list(start["history"])
 
     autocast = autocast_for(cfg, dev)
-    image_batches = splits.train_x.dim() == 4
-    augmenting = cfg["augment"] and image_batches
+    augment_size = augmented_image_size(cfg, splits)
     n_train = len(splits.train_y)
     batch_size = cfg["batch_size"]
     n_used = samples_used(n_train, batch_size)
@@ -165,16 +163,11 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
 
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.perf_counter()
-        perms, shifts, flips = [], [], []
-        for rng in data_rngs:  # each replicate draws exactly what its single-seed run would
-            perms.append(torch.randperm(n_train, generator=rng))
-            if augmenting:
-                shift, flip = augment.draw(n_train, splits.train_x.shape[-1], rng)
-                shifts.append(shift)
-                flips.append(flip)
-        perms = torch.stack(perms).to(dev)
-        if augmenting:
-            shifts, flips = torch.stack(shifts).to(dev), torch.stack(flips).to(dev)
+        draws = [epoch_draws(n_train, augment_size, rng) for rng in data_rngs]  # what each single-seed run draws
+        perms = torch.stack([perm for perm, _, _ in draws]).to(dev)
+        if augment_size:
+            shifts = torch.stack([shift for _, shift, _ in draws]).to(dev)
+            flips = torch.stack([flip for _, _, flip in draws]).to(dev)
         loss_sum = torch.zeros(k, device=dev)
         correct = torch.zeros(k, device=dev, dtype=torch.int64)
         grad_sums = torch.zeros(k, len(watched), device=dev)
@@ -183,7 +176,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
             j = min(i + batch_size, n_used)
             idx = perms[:, i:j]
             xb = splits.train_x[idx.flatten()]
-            if augmenting:
+            if augment_size:
                 xb = augment.apply(xb, shifts[:, i:j].flatten(0, 1), flips[:, i:j].flatten())
             xb = splits.prepare(xb).view(k, j - i, *item_shape)
             yb = splits.train_y[idx]
@@ -205,31 +198,26 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
         grad_means = (grad_sums / max(steps, 1)).tolist()
         epoch_s = time.perf_counter() - t0
 
-        rows, ending, infer_share = [], [], 0.0
+        rows: dict[int, dict] = {}  # replicate index -> its row, for the replicates still training
         for r in range(k):
             if not training[r]:
                 continue
-            row = {"epoch": epoch, "seed": seeds[r], "train_loss": train_losses[r], "train_acc": train_accs[r],
-                   "val_loss": val_losses[r], "val_acc": val_accs[r], "epoch_time_s": epoch_s / k,
-                   "diverged": not np.isfinite(train_losses[r])}
+            rows[r] = {"epoch": epoch, "seed": seeds[r], "train_loss": train_losses[r], "train_acc": train_accs[r],
+                       "val_loss": val_losses[r], "val_acc": val_accs[r], "epoch_time_s": epoch_s / k,
+                       "diverged": not np.isfinite(train_losses[r])}
             if watched:
-                row.update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
-            row.update(tags or {})
-            if row["diverged"] or epoch == cfg["epochs"]:
-                ending.append(r)
-            rows.append(row)
+                rows[r].update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
+            rows[r].update(tags or {})
+        ending = [r for r, row in rows.items() if row["diverged"] or epoch == cfg["epochs"]]
+        infer_share = 0.0
         if ending:
             t_test = time.perf_counter()
             test_losses, test_accs = evaluate(stacked, splits, splits.test_x, splits.test_y, autocast, k)
             infer_share = (time.perf_counter() - t_test) / k
-            for row in rows:
-                r = seeds.index(row["seed"])
-                if r in ending:
-                    row.update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=n_params,
-                               **cost_metrics(train_time_s / k, n_used * row["epoch"], infer_share,
-                                              len(splits.test_y), dev))
-        for row in rows:
-            r = seeds.index(row["seed"])
+            for r in ending:
+                rows[r].update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=n_params,
+                               **cost_metrics(train_time_s / k, n_used * epoch, infer_share, len(splits.test_y), dev))
+        for r, row in rows.items():
             latest[r] = row
             training[r] = not row["diverged"]
         done = epoch == cfg["epochs"] or not any(training)
@@ -240,7 +228,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
             metrics.update(n_params=n_params, **cost_metrics(train_time_s, n_used * epoch * k, infer_share * k,
                                                              len(splits.test_y), dev))
         metrics.update(tags or {})
-        metrics["replicate_metrics"] = rows
+        metrics["replicate_metrics"] = list(rows.values())
         history.append(metrics)
         state = {
             "epoch": epoch,
@@ -248,8 +236,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
             "params": {name: p.detach() for name, p in params.items()},
             "buffers": dict(stacked.buffers),
             "optimizer": optimizer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None,
+            **global_rng_state(dev),
             "data_rngs": [rng.get_state() for rng in data_rngs],
             "training": list(training),
             "latest": [dict(row) for row in latest],
