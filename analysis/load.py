@@ -28,7 +28,7 @@ NOT_FACTORS = {
     "study", "trial_id", "seed", "status", "error", "epochs_completed", "final_val_acc", "final_val_loss",
     "final_train_acc", "final_train_loss", "best_val_acc", "best_epoch", "test_acc", "test_loss", "train_time_s",
     "train_us_per_sample", "infer_us_per_sample", "n_params", "device", "hostname", "node_id", "epochs",
-    "max_train_samples", "max_eval_samples", "grad_norms", "precision", "channels_last",
+    "max_train_samples", "max_eval_samples", "grad_norms", "precision", "channels_last", "chance_acc", "compile",
 }
 
 
@@ -48,11 +48,6 @@ class Results:
         if self.spec.get("name"):
             return self.spec["name"]
         return str(self.trials["study"].iloc[0]) if len(self.trials) else self.folder.name
-
-    def factors(self) -> list[str]:
-        """Config columns that take more than one value across trials: what the study compares."""
-        return [c for c in self.trials.columns
-                if c not in NOT_FACTORS and self.trials[c].nunique(dropna=False) > 1]
 
 
 def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict]:

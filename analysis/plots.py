@@ -24,22 +24,66 @@ def label(column: str) -> str:
     return LABELS.get(column, column.replace("_", " "))
 
 
-def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, title: str | None = None):
-    """Box per level of `x` (split by `hue`), every run drawn as a point on top."""
-    fig, ax = plt.subplots(figsize=(max(6, 0.9 * trials[x].nunique() + 3), 4.5))
-    order = levels(trials, x)
-    hue_order = levels(trials, hue) if hue else None
-    sns.boxplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
-                palette="pastel" if hue else None, color=None if hue else "lightsteelblue")
-    sns.stripplot(data=trials, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
-                  color="black" if not hue else None, palette="dark" if hue else None, size=4, alpha=0.7,
-                  legend=False)
-    ax.set_xlabel(label(x))
-    ax.set_ylabel(label(value))
-    ax.set_title(title or f"{label(value)} by {label(x)}" + (f" and {label(hue)}" if hue else "") + " (points: runs)")
-    if hue:
-        ax.legend(title=label(hue), loc="best")
-    ax.tick_params(axis="x", rotation=30 if len(order) > 6 else 0)
+def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, facet: str | None = None,
+            title: str | None = None, order: list | None = None, hue_order: list | None = None):
+    """Box per level of `x` (split by `hue`), every run drawn as a point on top; one panel per
+    level of `facet` (the dataset, which is never pooled), each with its own y axis."""
+    panels = levels(trials, facet) if facet else [None]
+    order = order or levels(trials, x)
+    hue_order = (hue_order or levels(trials, hue)) if hue else None
+    width = max(6, 0.9 * len(order) + 3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(width * len(panels), 4.5), squeeze=False)
+    for ax, panel in zip(axes.flat, panels):
+        data = trials if panel is None else trials[trials[facet] == panel]
+        sns.boxplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, showfliers=False,
+                    palette="pastel" if hue else None, color=None if hue else "lightsteelblue")
+        sns.stripplot(data=data, x=x, y=value, hue=hue, order=order, hue_order=hue_order, ax=ax, dodge=bool(hue),
+                      color="black" if not hue else None, palette="dark" if hue else None, size=4, alpha=0.7,
+                      legend=False)
+        ax.set_xlabel(label(x))
+        ax.set_ylabel(label(value))
+        ax.set_title((title or f"{label(value)} by {label(x)}" + (f" and {label(hue)}" if hue else "") + " (points: runs)")
+                     + (f"\n{facet}={panel}" if panel is not None else ""))
+        if hue:
+            ax.legend(title=label(hue), loc="best")
+        ax.tick_params(axis="x", rotation=30 if len(order) > 6 else 0)
+    fig.tight_layout()
+    return fig
+
+
+VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab:blue", "inconclusive": "tab:gray",
+                   "not testable": "lightgray"}
+
+
+def forest(comparisons: pd.DataFrame, smallest_effect: float, metric: str):
+    """Each comparison's effect with its family-wise interval, one panel per factor; the band of
+    +/- the smallest effect that matters is shaded, colours are the verdicts."""
+    factors = list(dict.fromkeys(comparisons["factor"]))
+    scale = 100.0 if metric.endswith("acc") else 1.0
+    unit = "points" if scale == 100.0 else "units"
+    heights = [max(1, (comparisons["factor"] == f).sum()) for f in factors]
+    fig, axes = plt.subplots(len(factors), 1, figsize=(9, 0.38 * sum(heights) + 1.3 * len(factors)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, factor in zip(axes.flat, factors):
+        rows = comparisons[comparisons["factor"] == factor].reset_index(drop=True)
+        y = np.arange(len(rows))[::-1]
+        ax.axvspan(-smallest_effect * scale, smallest_effect * scale, color="tab:blue", alpha=0.12, lw=0)
+        ax.axvline(0, color="black", lw=0.8)
+        for yi, (_, row) in zip(y, rows.iterrows()):
+            colour = VERDICT_COLOURS[row["verdict"]]
+            if np.isfinite(row["ci_low"]):
+                ax.plot([row["ci_low"] * scale, row["ci_high"] * scale], [yi, yi], color=colour, lw=2)
+            if np.isfinite(row["effect"]):
+                ax.plot(row["effect"] * scale, yi, "o", color=colour)
+        names = [f"{r['level']} vs {r['reference']}" + ("" if r["stratum"] == "all" else f" ({r['stratum']})")
+                 for _, r in rows.iterrows()]
+        ax.set_yticks(y, names, fontsize="small")
+        ax.set_ylim(-0.7, len(rows) - 0.3)
+        ax.set_title(f"{factor}: effect on {label(metric)} ({unit}), family-wise intervals", fontsize="medium")
+    axes.flat[-1].set_xlabel(f"difference in {label(metric)} ({unit}); shaded: +/- the smallest effect that matters")
+    present = set(comparisons["verdict"])
+    handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items() if v in present]
+    axes.flat[0].legend(handles=handles, fontsize="small", loc="best")
     fig.tight_layout()
     return fig
 

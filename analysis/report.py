@@ -1,9 +1,9 @@
-"""python -m analysis.report RESULTS --out DIR: figures, tables and tests as report.md and report.html.
+"""python -m analysis.report RESULTS --out DIR: the study's findings, figures and tables as
+report.md, report.html and findings.csv.
 
-The report adapts to the study: the factors are the config columns that vary
-across trials; the headline factor is `activation` when it varies, with
-`batchnorm` as the second. Statistics are computed twice, on every run with a
-result and on the runs that trained (see analysis.stats.mark_failures).
+The report opens with the findings (analysis.compare): one row per comparison of a
+level with its factor's baseline, within each dataset, with a verdict; then the
+forest plot of the effects and the boxplots; the tables the findings rest on after.
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ import matplotlib
 matplotlib.use("Agg")  # the report writes files; no window, whatever the machine has
 
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import plots, stats  # noqa: E402
+from analysis import compare, plots, stats  # noqa: E402
+from analysis.compare import Analysis, analyse  # noqa: E402
+from analysis.design import parse_baselines  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
-
-MAX_LEVELS = 12  # a factor with more distinct values is continuous (an Optuna search), not a grid axis
-
 
 @dataclass
 class Document:
@@ -41,8 +41,15 @@ class Document:
     def text(self, text: str):
         self.blocks.append(("text", text))
 
+    def bullets(self, items: list[str]):
+        self.blocks.append(("bullets", items))
+
     def table(self, frame: pd.DataFrame, caption: str | None = None):
         self.blocks.append(("table", frame.reset_index(drop=True), caption))
+
+    def words(self, frame: pd.DataFrame, caption: str | None = None):
+        """A table of text, shown as written (a signed "+0.5" stays signed)."""
+        self.blocks.append(("table", frame.reset_index(drop=True).astype(str), caption))
 
     def figure(self, fig, name: str, caption: str):
         path = self.out / f"{name}.png"
@@ -58,10 +65,13 @@ class Document:
                 parts.append(f"{'#' * block[1]} {block[2]}")
             elif kind == "text":
                 parts.append(block[1])
+            elif kind == "bullets":
+                parts.append("\n".join(f"- {item}" for item in block[1]))
             elif kind == "table":
                 if block[2]:
                     parts.append(f"*{block[2]}*")
-                parts.append(block[1].to_markdown(index=False, floatfmt=".4g"))
+                numbers = any(pd.api.types.is_numeric_dtype(dtype) for dtype in block[1].dtypes)
+                parts.append(block[1].to_markdown(index=False, floatfmt=".4g", disable_numparse=not numbers))
             else:
                 parts.append(f"![{block[2]}]({block[1]})\n\n*{block[2]}*")
         return "\n\n".join(parts) + "\n"
@@ -76,6 +86,8 @@ class Document:
                 parts.append(f"<h{block[1]}>{html.escape(block[2])}</h{block[1]}>")
             elif kind == "text":
                 parts.append(f"<p>{html.escape(block[1])}</p>")
+            elif kind == "bullets":
+                parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
             elif kind == "table":
                 if block[2]:
                     parts.append(f"<p><em>{html.escape(block[2])}</em></p>")
@@ -87,123 +99,186 @@ class Document:
         return "\n".join(parts)
 
 
-def categorical_factors(results: Results) -> list[str]:
-    factors = [f for f in results.factors() if results.trials[f].nunique() <= MAX_LEVELS]
-    first = [f for f in ("activation", "batchnorm") if f in factors]
-    return first + [f for f in factors if f not in first]
+
+def _points(value: float, metric: str) -> str:
+    if not np.isfinite(value):
+        return ""
+    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
-def _significance_sections(doc: Document, data: pd.DataFrame, factors: list[str], metric: str, correction: str,
-                           label: str):
-    doc.heading(f"Tests on {metric}: {label}", 3)
-    if data.empty:
-        doc.text("not testable: no runs in this set")
-        return
-    for factor in factors:
-        doc.table(stats.omnibus(data, factor, metric), f"Omnibus tests across {factor} ({label})")
-        baseline = stats.baseline_for(data, factor) if factor in data and data[factor].notna().any() else None
-        if baseline is None:
+def findings_view(analysis: Analysis) -> pd.DataFrame:
+    """The findings table as a reader sees it: words and points, not columns of floats."""
+    table = analysis.comparisons
+    metric = analysis.metric
+    unit = " (points)" if metric.endswith("acc") else ""
+    return pd.DataFrame({
+        "factor": table["factor"],
+        "where": table["stratum"],
+        "comparison": [f"{lv} vs {ref}" for lv, ref in zip(table["level"], table["reference"])],
+        f"effect{unit}": [_points(v, metric) for v in table["effect"]],
+        f"interval{unit}": [f"{_points(lo, metric)} to {_points(hi, metric)}" if np.isfinite(lo) else ""
+                            for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        "verdict": table["verdict"],
+        "runs": [f"{n} vs {m}" + (" paired" if d == "paired" else "") for n, m, d in
+                 zip(table["n"], table["n_ref"], table["design"])],
+        "seeds needed": [str(int(v)) if verdict == "inconclusive" and np.isfinite(v) else ""
+                         for v, verdict in zip(table["seeds_needed"], table["verdict"])],
+        "failed runs": [f"{a} vs {b}" if a or b else "" for a, b in zip(table["failed"], table["failed_ref"])],
+    })
+
+
+def answer(analysis: Analysis) -> list[str]:
+    """One line per factor and stratum: what the study says about it."""
+    lines = []
+    table = analysis.comparisons
+    metric = analysis.metric
+    for factor in analysis.design.factors:
+        rows = table[table["factor"] == factor.name]
+        if rows.empty:
             continue
-        doc.table(_pairwise_view(stats.pairwise(data, factor, metric, baseline=baseline, correction=correction)),
-                  f"{factor}: each level vs {baseline} ({label}; p corrected with {correction})")
-    if len(factors) >= 2:
-        doc.table(stats.two_way_anova(data, factors[0], factors[1], metric),
-                  f"Two-way ANOVA (type II) {factors[0]} x {factors[1]} with interaction ({label})")
+        inter = analysis.interactions
+        inter = inter[(inter["factor"] == factor.name) & inter["simple_effects"]]
+        where = ""
+        if len(inter):
+            others = sorted(set(inter["other"]))
+            where = (f" It interacts with {', '.join(others)} (p = {', '.join(f'{p:.2g}' for p in inter['p'])}), "
+                     f"so it is compared within each level of {', '.join(others)}.")
+        parts = []
+        for verdict in ("better", "worse", "equivalent", "inconclusive", "not testable"):
+            chosen = rows[rows["verdict"] == verdict]
+            if chosen.empty:
+                continue
+            items = []
+            for _, r in chosen.iterrows():
+                place = "" if r["stratum"] == "all" else f" with {r['stratum']}"
+                amount = f" {_points(r['effect'], metric)}" if verdict in ("better", "worse") else ""
+                items.append(f"{r['level']}{place}{amount}")
+            name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
+            parts.append(f"{name}: {'; '.join(items)}")
+        unit = "points of " if metric.endswith("acc") else ""
+        lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{plots.label(metric)}): " + " | ".join(parts)
+                     + "." + where)
+    return lines
 
 
-def _pairwise_view(table: pd.DataFrame) -> pd.DataFrame:
-    return table[["level", "reference", "n", "n_ref", "mean", "mean_ref", "mean_diff", "ci_low", "ci_high",
-                  "p_mwu", "p_mwu_corrected", "p_welch", "p_welch_corrected", "hedges_g", "cohen_d",
-                  "cliffs_delta", "cles", "note"]]
+def _figures(doc: Document, results: Results, analysis: Analysis):
+    runs, design, metric = analysis.runs, analysis.design, analysis.metric
+    names = design.names
+    facet = design.strata[0] if design.strata else None
+    x = names[0] if names else None
+    hue = names[1] if len(names) > 1 and runs[names[1]].nunique() <= 6 else None
+    if not x:
+        return
+    order = list(design.factors[0].levels)
+    hue_order = list(design.factors[1].levels) if hue else None
+    for value in (metric, "train_us_per_sample"):
+        if value in runs and runs[value].notna().any():
+            doc.figure(plots.boxplot(runs, x, value, hue, facet, order=order, hue_order=hue_order), f"box_{value}",
+                       f"{plots.label(value)} by {x}" + (f" and {hue}" if hue else "") + ", one point per run")
+    usable = results.epochs[results.epochs["trial_id"].isin(runs["trial_id"])]
+    doc.figure(plots.learning_curves(usable, x), f"curves_{x}", f"Learning curves by {x}: median and IQR across runs")
+    if "lr" in names and x != "lr":
+        doc.figure(plots.lr_robustness(runs, x, metric), "lr_robustness", f"Final error against learning rate by {x}")
+    if len(names) >= 2 and not facet:
+        doc.figure(plots.heatmap(runs, names[0], names[1], metric), "heatmap", f"Mean {metric} by {names[0]} and {names[1]}")
 
 
-def build_report(results: Results, out: Path, metric: str = "final_val_acc", correction: str = "holm",
-                 margin: float = stats.DEFAULT_CHANCE_MARGIN) -> Path:
+def _search_figures(doc: Document, analysis: Analysis, mode: str):
+    runs, metric = analysis.runs, analysis.metric
+    doc.figure(plots.optuna_progress(runs, metric, mode), "optuna_progress", "Optuna: objective and best so far")
+    params = [p for p in ("lr", "weight_decay", "dropout", "activation", "batchnorm") if p in runs and runs[p].nunique() > 1]
+    if params:
+        doc.figure(plots.optuna_params(runs, params, metric), "optuna_params", "Optuna: objective against each parameter")
+
+
+def build_report(results: Results, out: Path, analysis: Analysis | None = None, **options) -> Path:
+    """Write report.md, report.html, findings.csv and the figures to `out`; `options` go to analyse."""
+    analysis = analysis or analyse(results, **options)
     out.mkdir(parents=True, exist_ok=True)
     doc = Document(out)
-    trials, epochs = results.trials, results.epochs
-    factors = categorical_factors(results)
-    is_optuna = results.name.startswith("optuna_")
+    trials, epochs, metric, design = results.trials, results.epochs, analysis.metric, analysis.design
     doc.heading(f"Study {results.name}", 1)
     if results.spec.get("description"):
         doc.text(results.spec["description"])
-    doc.text(f"Results: {results.folder}. Factors compared: {', '.join(factors) or 'none'}. "
-             f"Metric: {metric}. Multiple-comparison correction: {correction}. A run 'did not train' if it "
-             f"diverged or its {metric} is within {margin} of chance (1 / classes).")
-    if results.spec:
-        doc.table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in results.spec.items() if k != "description"]),
-                  "Study spec (from the Parquet metadata)")
+    excluded = ", ".join(f"{n} {status}" for status, n in analysis.excluded.items() if n) or "none"
+    doc.text(f"Results: {results.folder}. Metric: {metric} (the unit is one run: one seed of one configuration). "
+             f"{len(analysis.runs)} runs with a result; left out (no result): {excluded}. "
+             f"Datasets are compared within, never pooled"
+             f"{' (' + ', '.join(design.strata) + ')' if design.strata else ''}. "
+             f"Smallest effect that matters: {analysis.smallest_effect:g}; each factor's comparisons are one family "
+             f"at alpha {analysis.alpha:g} ({analysis.correction}: intervals and adjusted p agree). "
+             + (f"A run 'failed' if it diverged or ended within {analysis.margin:g} of chance (the test set's "
+                "majority-class rate). " if "chance_acc" in trials else
+                "A run 'failed' if it diverged (these results predate the chance column, so runs near chance "
+                "are not counted as failed). ")
+             + ("" if design.from_spec else " No study spec in the results: factors inferred from the config columns."))
 
-    doc.heading("Trials by status")
-    group = factors[:2] or ["trainable"]
-    doc.table(stats.status_counts(trials, group), f"Trials per status by {' x '.join(group)}")
-    errors = trials[trials["status"] == "error"]
-    if len(errors):
-        doc.table(errors[["trial_id", *group, "seed", "error"]], "Errored trials (no result; left out of the statistics)")
-
-    marked = stats.mark_failures(trials, margin=margin, metric=metric)
-    trained = marked[~marked["did_not_train"]]
-
-    doc.heading("Summary")
-    for factor in factors:
-        doc.table(stats.summary(marked, [factor], metric), f"{metric} by {factor} (all runs with a result)")
-    if len(factors) >= 2:
-        doc.table(stats.summary(marked, factors[:2], metric), f"{metric} by {factors[0]} x {factors[1]}")
+    doc.heading("Findings")
+    if analysis.untestable_because:
+        doc.text(f"No significance tests: {analysis.untestable_because}. Re-run the best configurations over "
+                 f"several seeds (a grid with --seeds) to know whether their differences are real.")
+        if not analysis.importances.empty:
+            doc.table(analysis.importances, f"Parameter importance for {metric} (Optuna's fANOVA on these runs)")
+    if not analysis.comparisons.empty:
+        doc.words(findings_view(analysis), "One row per comparison with the factor's baseline; verdict from the "
+                  "family-wise interval: equivalent if inside +/- the smallest effect, better / worse if it excludes 0")
+        if not analysis.untestable_because:
+            doc.bullets(answer(analysis))
+        doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
+                   "Effects with family-wise intervals; shaded: +/- the smallest effect that matters")
+    elif not design.factors:
+        doc.text("No factor varies in this study: nothing to compare.")
+    (out / "findings.csv").write_text(analysis.findings().to_csv(index=False))
 
     doc.heading("Figures")
-    x = factors[0] if factors else None
-    hue = factors[1] if len(factors) > 1 and marked[factors[1]].nunique() <= 6 else None
-    if x:
-        for value in (metric, "best_val_acc"):
-            doc.figure(plots.boxplot(marked, x, value, hue), f"box_{value}", f"{plots.label(value)} by {x}" +
-                       (f" and {hue}" if hue else "") + ", one point per run")
-        for value in ("train_time_s", "train_us_per_sample"):
-            if value in marked and marked[value].notna().any():
-                doc.figure(plots.boxplot(marked, x, value, hue), f"box_{value}", f"{plots.label(value)} by {x}")
-        usable = epochs[epochs["trial_id"].isin(marked["trial_id"])]
-        doc.figure(plots.learning_curves(usable, x), f"curves_{x}", f"Learning curves by {x}: median and IQR across runs")
-        if "lr" in factors and x != "lr":
-            doc.figure(plots.lr_robustness(marked, x, metric), "lr_robustness", f"Final error against learning rate by {x}")
-        if len(factors) >= 2:
-            doc.figure(plots.heatmap(marked, factors[0], factors[1], metric), "heatmap",
-                       f"Mean {metric} by {factors[0]} and {factors[1]}")
+    _figures(doc, results, analysis)
     if {"grad_norm_first", "grad_norm_last"} <= set(epochs.columns) and epochs["grad_norm_first"].notna().any():
-        facet = next((f for f in ("depth", "hidden") if f in factors), None)
-        factor = "activation" if "activation" in epochs and epochs["activation"].nunique() > 1 else (x or "trainable")
+        facet = next((f for f in ("depth", "hidden") if f in design.names), None)
+        factor = "activation" if "activation" in design.names else (design.names[0] if design.names else "trainable")
         doc.figure(plots.gradient_norms(epochs[epochs["grad_norm_first"].notna()], factor, facet), "gradient_norms",
                    "First vs last layer gradient norm per epoch (vanishing gradients)")
-    if is_optuna:
-        mode = results.spec.get("mode", "max")
-        doc.figure(plots.optuna_progress(marked, metric, mode), "optuna_progress", "Optuna: objective and best so far")
-        params = [p for p in ("lr", "weight_decay", "dropout", "activation", "batchnorm") if p in marked]
-        doc.figure(plots.optuna_params(marked, params, metric), "optuna_params", "Optuna: objective against each parameter")
+    if design.search == "optuna" and len(analysis.runs):
+        _search_figures(doc, analysis, results.spec.get("mode", "max"))
 
-    doc.heading("Significance tests")
-    if factors:
-        _significance_sections(doc, marked, factors, metric, correction, "all runs with a result")
-        _significance_sections(doc, trained, factors, metric, correction, "only runs that trained")
-        if len(stats.levels(marked, factors[0])) > 2:
-            doc.table(_pairwise_view(stats.pairwise(marked, factors[0], metric, correction=correction)),
-                      f"{factors[0]}: all pairs (all runs with a result; p corrected with {correction})")
-    else:
-        doc.text("not testable: no factor varies across trials")
-
-    doc.heading("Runs that did not train")
-    failed = marked[marked["did_not_train"]]
-    doc.text(f"{len(failed)} of {len(marked)} runs did not train "
-             f"({(failed['failure'] == 'diverged').sum()} diverged, {(failed['failure'] == 'near chance').sum()} near chance).")
-    for factor in ([*factors, factors[:2]] if len(factors) >= 2 else factors):
-        doc.table(stats.failure_rates(marked, factor, correction),
-                  f"Failure rate by {factor if isinstance(factor, str) else ' x '.join(factor)} "
-                  f"(Fisher's exact test, each level vs all others; {correction}-corrected)")
-
-    if "optimizer" in factors:
+    doc.heading("What the findings rest on")
+    group = [*design.strata, *design.names[:2]] or ["trainable"]
+    doc.table(stats.status_counts(trials, group), f"Runs per status by {' x '.join(group)}")
+    errors = trials[trials["status"] == "error"]
+    if len(errors):
+        doc.table(errors[["trial_id", *group, "seed", "error"]], "Errored runs (no result; left out)")
+    if len(analysis.interactions):
+        doc.table(analysis.interactions, "Interactions (type-II ANOVA, seed as a block): where p < alpha the factor "
+                  "is compared within each level of the other (simple effects)")
+    if len(analysis.shares):
+        doc.table(analysis.shares, "Share of the variance of the metric: each factor beside the seeds (residual), "
+                  "95% bootstrap intervals")
+    if len(analysis.failures) and analysis.failures["failed"].sum() > 0:
+        doc.table(analysis.failures, "Failed runs by level: rate with a Wilson 95% interval, Fisher's exact test "
+                  "against the baseline, mean of the runs that trained, and P(a run beats a baseline run) with "
+                  "failed runs ranked below every trained one")
+        cells = [*design.strata, *design.names]
+        rates = analysis.runs.groupby(cells, sort=False)["did_not_train"].agg(["sum", "count"]).reset_index()
+        doc.table(rates.rename(columns={"sum": "failed", "count": "n"}), "Failed runs per configuration")
+    elif len(analysis.runs):
+        doc.text("No run failed (none diverged or ended near chance).")
+    if not analysis.comparisons.empty:
+        detail = analysis.comparisons[["factor", "stratum", "level", "reference", "design", "n", "n_ref", "effect",
+                                       "ci_low", "ci_high", "sd", "df", "p", "p_adjusted", "verdict", "seeds_needed",
+                                       "note"]]
+        doc.table(detail, f"Comparisons in detail (metric units; p adjusted with {analysis.correction} per factor)")
+    cells = [*design.strata, *design.names]
+    if cells and len(analysis.runs):
+        doc.table(stats.summary(analysis.runs, cells, metric), f"{metric} per configuration (runs with a result)")
+    if "optimizer" in design.names:
         by = [c for c in ("trainable", "optimizer", "regularization") if c in trials and trials[c].notna().any()]
-        doc.heading("Optimizer benchmark")
+        doc.heading("Optimizer benchmark", 3)
         doc.table(stats.optimizer_summary(trials, epochs, by),
                   "Speed (mean training time), robustness (test accuracy mean / std across seeds), stability "
                   "(variance across seeds of the per-epoch training loss, averaged over epochs), generalization gap "
                   "(final train minus validation accuracy)")
+    if results.spec:
+        doc.table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in results.spec.items() if k != "description"]),
+                  "Study spec (from the Parquet metadata)")
 
     (out / "report.md").write_text(doc.markdown())
     (out / "report.html").write_text(doc.html(f"hpstudy report: {results.name}"))
@@ -213,21 +288,33 @@ def build_report(results: Results, out: Path, metric: str = "final_val_acc", cor
 def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m analysis.report", description=__doc__)
     parser.add_argument("results", help="a study's results folder (holding epochs.parquet and trials.parquet)")
-    parser.add_argument("--out", required=True, help="folder for report.md, report.html and the figures")
-    parser.add_argument("--metric", default="final_val_acc", choices=["final_val_acc", "best_val_acc", "test_acc"])
-    parser.add_argument("--correction", default="holm", choices=list(stats.CORRECTIONS))
+    parser.add_argument("--out", required=True, help="folder for report.md, report.html, findings.csv and the figures")
+    parser.add_argument("--metric", default=compare.DEFAULT_METRIC, choices=list(compare.METRICS),
+                        help=f"what is compared (default {compare.DEFAULT_METRIC}: the last epoch's test accuracy)")
+    parser.add_argument("--baseline", action="append", metavar="FACTOR=LEVEL", default=[],
+                        help="the level a factor's others are compared with (default: the axis's first level); repeatable")
+    parser.add_argument("--smallest-effect", type=float, default=compare.DEFAULT_SMALLEST_EFFECT,
+                        help="the smallest difference that matters, in the metric's units (default 0.01: one accuracy point)")
+    parser.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA,
+                        help="family-wise error rate of each factor's comparisons (default 0.05)")
+    parser.add_argument("--correction", default="bonferroni", choices=list(stats.CORRECTIONS),
+                        help="multiple-comparison correction of intervals and p-values (default bonferroni)")
     parser.add_argument("--chance-margin", type=float, default=stats.DEFAULT_CHANCE_MARGIN,
-                        help="a run within this much of chance accuracy 'did not train' (default 0.05)")
+                        help="a run within this much of chance accuracy failed (default 0.05)")
     args = parser.parse_args(argv)
     try:
         results = load_results(args.results)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give a folder")
-        path = build_report(results, out, args.metric, args.correction, args.chance_margin)
+        analysis = analyse(results, args.metric, parse_baselines(args.baseline), args.smallest_effect,
+                           alpha=args.alpha, correction=args.correction, margin=args.chance_margin)
+        path = build_report(results, out, analysis)
     except UserError as error:
         return report_user_error(parser.prog, error)
-    print(f"report: {path} (and report.html, figures) for {len(results.trials)} trials")
+    decided = analysis.comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum()
+    print(f"report: {path} (and report.html, findings.csv, figures) for {len(results.trials)} runs: "
+          f"{decided} of {len(analysis.comparisons)} comparisons decided")
     return 0
 
 

@@ -1,47 +1,197 @@
-"""Which differences are real: omnibus and pairwise tests, effect sizes, corrections, failure rates.
+"""The statistics the findings are made of; every test, interval and power figure is a library call.
 
-Every test is a library call (scipy, statsmodels, pingouin); this module picks
-the groups, guards the degenerate cases and lays results out as tables. A group
-with fewer than two runs, values that do not vary, or only failed runs gives a
-row marked "not testable: <why>" with NaN statistics, never a NaN passed off as
-a result.
+- `paired_difference` / `welch_difference`: the effect of a level against its reference with a
+  t-based interval at a chosen confidence (scipy's t-tests), on per-block differences where the
+  runs are paired (same seed, same other factors), by Welch's t where they are not;
+- `seeds_for_power`: the pairs (or runs per level) at which the observed spread gives power 0.8
+  at the smallest effect that matters (statsmodels' power classes);
+- `family_confidence` / `adjust`: the interval level and adjusted p-values of a family of m
+  comparisons, with one correction for both (Bonferroni or Šidák), so an interval excludes 0
+  exactly when the adjusted p is below alpha;
+- `interaction_test`: does one factor's effect depend on another's level (type-II ANOVA, statsmodels);
+- `variance_shares`: each factor's share of the variance beside the seeds' share, with a
+  bootstrap interval (scipy);
+- failures: `mark_failures` (diverged, or within a margin of the dataset's majority-class rate),
+  `failure_rate` (Wilson interval), `fisher_test`, `probability_of_improvement` (a failed run
+  ranks below every trained one).
 """
 
 from __future__ import annotations
 
-import itertools
+import math
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pingouin as pg
 from scipy import stats
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.oneway import anova_oneway
+from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.proportion import proportion_confint
 
-from trainables.data import DATASETS
-from trainables.registry import TRAINABLES
-
-CORRECTIONS = {"holm": "holm", "bh": "fdr_bh", "fdr_bh": "fdr_bh", "bonferroni": "bonferroni"}
+CORRECTIONS = ("bonferroni", "sidak")
 DEFAULT_CHANCE_MARGIN = 0.05
+POWER = 0.8
 
 
-def chance_accuracy(trainable: str) -> float:
-    return 1.0 / DATASETS[TRAINABLES[trainable].dataset].num_classes
+# --- one comparison --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Difference:
+    """A level minus its reference, in the metric's units; `sd` is the spread the interval uses
+    (of the paired differences, or the pooled runs' for Welch), `df` its degrees of freedom."""
+
+    effect: float
+    p: float
+    sd: float
+    df: float
+    result: object  # scipy's TtestResult, which gives intervals at any confidence
+
+    def interval(self, confidence: float) -> tuple[float, float]:
+        ci = self.result.confidence_interval(confidence_level=confidence)
+        return float(ci.low), float(ci.high)
 
 
-def mark_failures(trials: pd.DataFrame, margin: float = DEFAULT_CHANCE_MARGIN, metric: str = "final_val_acc") -> pd.DataFrame:
-    """Add `did_not_train` and `failure`: diverged, or final accuracy within `margin` of chance.
+def paired_difference(differences: np.ndarray) -> Difference | None:
+    """One-sample t on per-block differences (level run minus its paired reference run).
+    None where it cannot be estimated: fewer than 2 pairs, or differences that do not vary."""
+    d = np.asarray(differences, dtype=float)
+    if len(d) < 2 or np.ptp(d) == 0:
+        return None
+    result = stats.ttest_1samp(d, 0.0)
+    return Difference(float(d.mean()), float(result.pvalue), float(d.std(ddof=1)), float(result.df), result)
 
-    Errored trials have no result and are left out (they are counted in the status table).
-    """
-    out = trials[trials["status"] != "error"].copy()
-    chance = out["trainable"].map(chance_accuracy)
-    near_chance = out[metric].isna() | (out[metric] <= chance + margin)
+
+def welch_difference(x: np.ndarray, y: np.ndarray) -> Difference | None:
+    """Welch's t for unpaired runs of a level (x) and its reference (y)."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) < 2 or len(y) < 2 or np.ptp(x) + np.ptp(y) == 0:
+        return None
+    result = stats.ttest_ind(x, y, equal_var=False)
+    pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
+    return Difference(float(x.mean() - y.mean()), float(result.pvalue), pooled, float(result.df), result)
+
+
+def family_confidence(alpha: float, m: int, correction: str = "bonferroni") -> float:
+    """The confidence of each of m intervals so that all hold together at 1 - alpha."""
+    if correction == "sidak":
+        return (1 - alpha) ** (1 / max(m, 1))
+    return 1 - alpha / max(m, 1)
+
+
+def adjust(pvalues: list[float], correction: str = "bonferroni") -> np.ndarray:
+    """Adjusted p-values for a family (statsmodels), NaN kept as NaN."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(len(p), np.nan)
+    valid = ~np.isnan(p)
+    if valid.any():
+        out[valid] = multipletests(p[valid], method=correction)[1]
+    return out
+
+
+def seeds_for_power(smallest_effect: float, sd: float, alpha: float, paired: bool) -> float:
+    """Pairs (paired) or runs per level (unpaired) at which a two-sided t-test at `alpha` has
+    power 0.8 for a difference of `smallest_effect`, given the observed spread `sd`."""
+    if not sd > 0:
+        return float("nan")
+    effect_size = smallest_effect / sd
+    power = TTestPower() if paired else TTestIndPower()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the solver warns near its bounds; 2 is the floor anyway
+        try:
+            n = power.solve_power(effect_size=effect_size, alpha=alpha, power=POWER, alternative="two-sided")
+        except (ValueError, RuntimeError):
+            return float("nan")
+    n = float(np.atleast_1d(n)[0])
+    return max(2.0, n) if math.isfinite(n) else float("nan")
+
+
+# --- designs ---------------------------------------------------------------------------------
+
+def _safe_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame, dict]:
+    names = {c: f"x{i}" for i, c in enumerate(columns)}
+    data = frame[columns].rename(columns=names).copy()
+    for c in names.values():
+        data[c] = data[c].astype(str)
+    return data, names
+
+
+def interaction_test(frame: pd.DataFrame, a: str, b: str, value: str, others: list[str] = (),
+                     block: str | None = None) -> tuple[float, float]:
+    """F and p of the a x b interaction in value ~ a * b + others (+ block), type-II ANOVA.
+    (nan, nan) where the design leaves no residual degrees of freedom or no variation."""
+    columns = [a, b, *others, *([block] if block else [])]
+    data, names = _safe_columns(frame.dropna(subset=[value]), columns)
+    data["y"] = frame.loc[data.index, value].astype(float)
+    if data[names[a]].nunique() < 2 or data[names[b]].nunique() < 2 or np.ptp(data["y"]) == 0:
+        return float("nan"), float("nan")
+    terms = [f"C({names[a]}) * C({names[b]})", *[f"C({names[c]})" for c in [*others, *([block] if block else [])]
+                                                if data[names[c]].nunique() > 1]]
+    model = ols("y ~ " + " + ".join(terms), data=data).fit()
+    if model.df_resid < 1:
+        return float("nan"), float("nan")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        table = anova_lm(model, typ=2)
+    row = table.loc[f"C({names[a]}):C({names[b]})"]
+    return float(row["F"]), float(row["PR(>F)"])
+
+
+def variance_shares(frame: pd.DataFrame, factors: list[str], value: str, interactions: list[tuple[str, str]] = (),
+                    n_resamples: int = 199, seed: int = 0) -> pd.DataFrame:
+    """Each factor's (and each listed interaction's) share of the total sum of squares of
+    `value`, beside the seeds' share (what is left: runs of one configuration differ only in
+    their seed), from value ~ factors + interactions (type-II ANOVA); 95% intervals by a
+    percentile bootstrap over runs (scipy.stats.bootstrap)."""
+    data, names = _safe_columns(frame.dropna(subset=[value]), factors)
+    data["y"] = frame.loc[data.index, value].astype(float).to_numpy()
+    used = [f for f in factors if data[names[f]].nunique() > 1]
+    terms = [f"C({names[f]})" for f in used] + [f"C({names[a]}):C({names[b]})" for a, b in interactions
+                                                  if a in used and b in used]
+    labels = used + [f"{a} x {b}" for a, b in interactions if a in used and b in used] + ["seeds (residual)"]
+    if not terms or len(data) <= len(terms) + 1 or np.ptp(data["y"]) == 0:
+        return pd.DataFrame(columns=["source", "share", "ci_low", "ci_high"])
+    formula = "y ~ " + " + ".join(terms)
+
+    def shares(rows: np.ndarray) -> np.ndarray:
+        sample = data.iloc[np.asarray(rows, dtype=int)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                table = anova_lm(ols(formula, data=sample).fit(), typ=2)
+            except (ValueError, np.linalg.LinAlgError):
+                return np.full(len(labels), np.nan)
+        total = float(((sample["y"] - sample["y"].mean()) ** 2).sum())
+        if total == 0:
+            return np.full(len(labels), np.nan)
+        wanted = [*terms, "Residual"]
+        return np.array([table["sum_sq"].get(t, np.nan) / total for t in wanted])
+
+    point = shares(np.arange(len(data)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = stats.bootstrap((np.arange(len(data)),), shares, vectorized=False, n_resamples=n_resamples,
+                               method="percentile", rng=np.random.default_rng(seed))
+    # a resample can miss a cell, leaving a share undefined: the interval is over those it defines
+    low, high = np.nanpercentile(boot.bootstrap_distribution, [2.5, 97.5], axis=-1)
+    return pd.DataFrame({"source": labels, "share": point, "ci_low": low, "ci_high": high})
+
+
+# --- failures --------------------------------------------------------------------------------
+
+def mark_failures(trials: pd.DataFrame, margin: float = DEFAULT_CHANCE_MARGIN, accuracy: str = "test_acc") -> pd.DataFrame:
+    """Runs with a result (completed or diverged), with `did_not_train` and `failure`: the run
+    diverged, or its `accuracy` is within `margin` of chance, the majority-class rate of the
+    dataset's test set (`chance_acc`, written by the export; results without it only count
+    divergence)."""
+    out = trials[trials["status"].isin(["completed", "diverged"])].copy()
+    if accuracy not in out:
+        accuracy = "final_val_acc"
+    chance = out["chance_acc"] if "chance_acc" in out else pd.Series(np.nan, index=out.index)
+    near_chance = (out[accuracy].isna() | (out[accuracy] <= chance + margin)) & chance.notna()
     diverged = out["status"] == "diverged"
-    out["chance"] = chance
     failure = pd.Series([None] * len(out), index=out.index, dtype=object)
     failure[near_chance] = "near chance"
     failure[diverged] = "diverged"
@@ -50,192 +200,49 @@ def mark_failures(trials: pd.DataFrame, margin: float = DEFAULT_CHANCE_MARGIN, m
     return out
 
 
+def failure_rate(failed: int, n: int) -> tuple[float, float, float]:
+    """Rate and its 95% Wilson interval (statsmodels)."""
+    if n == 0:
+        return float("nan"), float("nan"), float("nan")
+    low, high = proportion_confint(failed, n, alpha=0.05, method="wilson")
+    return failed / n, float(low), float(high)
+
+
+def fisher_test(failed: int, n: int, failed_ref: int, n_ref: int) -> float:
+    """Fisher's exact test of two failure rates; NaN where no run or every run failed."""
+    if n == 0 or n_ref == 0 or failed + failed_ref in (0, n + n_ref):
+        return float("nan")
+    return float(stats.fisher_exact([[failed, n - failed], [failed_ref, n_ref - failed_ref]]).pvalue)
+
+
+def probability_of_improvement(x: np.ndarray, y: np.ndarray, paired: bool) -> float:
+    """P(a run of the level beats a run of the reference), ties counting half: over pairs where
+    paired, over all pairs of runs otherwise (Mann-Whitney U / (n x m), scipy). Callers pass
+    failed runs as -inf so that they rank below every trained run."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(x) == 0 or len(y) == 0:
+        return float("nan")
+    if paired:
+        return float(np.mean((x > y) + 0.5 * (x == y)))
+    return float(stats.mannwhitneyu(x, y, alternative="two-sided").statistic / (len(x) * len(y)))
+
+
+# --- descriptive tables ----------------------------------------------------------------------
+
 def levels(frame: pd.DataFrame, factor: str) -> list:
     return sorted(frame[factor].dropna().unique().tolist(), key=lambda v: (str(type(v)), v))
 
 
-# The level other levels are compared with, when the study has it: the usual default of each factor.
-PREFERRED_BASELINES = {"activation": "relu", "batchnorm": False, "optimizer": "sgd", "regularization": "none",
-                       "init": "default"}
-
-
-def baseline_for(frame: pd.DataFrame, factor: str):
-    present = levels(frame, factor)
-    preferred = PREFERRED_BASELINES.get(factor)
-    return preferred if preferred in present else present[0]
-
-
-def _groups(frame: pd.DataFrame, factor: str, value: str) -> dict:
-    return {level: frame.loc[frame[factor] == level, value].dropna().to_numpy(dtype=float) for level in levels(frame, factor)}
-
-
-def _why_not_testable(groups: list[np.ndarray]) -> str | None:
-    if len(groups) < 2:
-        return "not testable: fewer than 2 levels with results"
-    small = [len(g) for g in groups if len(g) < 2]
-    if small:
-        return "not testable: a group has fewer than 2 runs"
-    if np.ptp(np.concatenate(groups)) == 0:
-        return "not testable: all values are equal"
-    return None
-
-
 def summary(frame: pd.DataFrame, factors: list[str], value: str) -> pd.DataFrame:
     """mean, std, median, min, max and n of `value` per level (combination) of `factors`."""
-    grouped = frame.groupby(factors, dropna=False)[value]
+    grouped = frame.groupby(factors, dropna=False, sort=False)[value]
     table = grouped.agg(["mean", "std", "median", "min", "max", "count"]).rename(columns={"count": "n"})
     return table.reset_index()
 
 
-def omnibus(frame: pd.DataFrame, factor: str, value: str) -> pd.DataFrame:
-    """Kruskal-Wallis, one-way ANOVA and Welch's ANOVA across the levels of `factor`."""
-    groups = {k: v for k, v in _groups(frame, factor, value).items() if len(v)}
-    arrays = list(groups.values())
-    why = _why_not_testable(arrays)
-    rows = []
-    for test in ("Kruskal-Wallis H", "one-way ANOVA F", "Welch ANOVA F"):
-        row = {"factor": factor, "value": value, "test": test, "k": len(arrays), "n": int(sum(map(len, arrays))),
-               "statistic": np.nan, "p": np.nan, "note": why or ""}
-        if why is None:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                if test.startswith("Kruskal"):
-                    result = stats.kruskal(*arrays)
-                elif test.startswith("one-way"):
-                    result = stats.f_oneway(*arrays)
-                else:
-                    values = np.concatenate(arrays)
-                    labels = np.concatenate([[i] * len(a) for i, a in enumerate(arrays)])
-                    result = anova_oneway(values, labels, use_var="unequal")
-            row["statistic"], row["p"] = float(result.statistic), float(result.pvalue)
-            if not np.isfinite(row["p"]):  # e.g. Welch with a zero-variance group
-                row["note"] = "not testable: a group has zero variance"
-                row["statistic"] = row["p"] = np.nan
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def two_way_anova(frame: pd.DataFrame, a: str, b: str, value: str) -> pd.DataFrame:
-    """Type-II two-way ANOVA with interaction: value ~ C(a) * C(b) (statsmodels)."""
-    data = frame[[a, b, value]].dropna().copy()
-    data[a], data[b] = data[a].astype(str), data[b].astype(str)
-    cells = data.groupby([a, b])[value]
-    why = None
-    if data[a].nunique() < 2 or data[b].nunique() < 2:
-        why = "not testable: a factor has fewer than 2 levels"
-    elif (cells.size() < 2).any() or len(cells) < data[a].nunique() * data[b].nunique():
-        why = "not testable: a cell has fewer than 2 runs"
-    elif np.ptp(data[value].to_numpy()) == 0:
-        why = "not testable: all values are equal"
-    if why:
-        return pd.DataFrame([{"term": f"{a} x {b}", "sum_sq": np.nan, "df": np.nan, "F": np.nan, "p": np.nan, "note": why}])
-    data = data.rename(columns={a: "factor_a", b: "factor_b", value: "y"})
-    model = ols("y ~ C(factor_a) * C(factor_b)", data=data).fit()
-    table = anova_lm(model, typ=2).reset_index().rename(columns={"index": "term", "PR(>F)": "p"})
-    table["term"] = table["term"].replace({"C(factor_a)": a, "C(factor_b)": b,
-                                           "C(factor_a):C(factor_b)": f"{a} x {b}", "Residual": "residual"})
-    table["note"] = ""
-    return table[["term", "sum_sq", "df", "F", "p", "note"]]
-
-
-def _bootstrap_ci(x: np.ndarray, y: np.ndarray, seed: int, n_resamples: int) -> tuple[float, float]:
-    diff = float(np.mean(x) - np.mean(y))
-    if np.ptp(x) == 0 and np.ptp(y) == 0:
-        return diff, diff
-    result = stats.bootstrap((x, y), lambda a, b, axis: np.mean(a, axis=axis) - np.mean(b, axis=axis),
-                             vectorized=True, paired=False, n_resamples=n_resamples, confidence_level=0.95,
-                             method="percentile", rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
-
-
-def correct(pvalues: pd.Series, method: str = "holm") -> pd.Series:
-    """Multiple-comparison correction over the non-NaN p-values (statsmodels)."""
-    if method not in CORRECTIONS:
-        raise ValueError(f"unknown correction {method!r}; choose one of: {', '.join(CORRECTIONS)}")
-    out = pd.Series(np.nan, index=pvalues.index)
-    valid = pvalues.notna()
-    if valid.any():
-        out[valid] = multipletests(pvalues[valid].to_numpy(), method=CORRECTIONS[method])[1]
-    return out
-
-
-def pairwise(frame: pd.DataFrame, factor: str, value: str, baseline=None, correction: str = "holm",
-             n_resamples: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Mann-Whitney U and Welch's t for each pair (or each level vs `baseline`), corrected,
-    with Cohen's d, Hedges' g, Cliff's delta, common-language effect size and a bootstrap 95% CI
-    of the mean difference (level minus reference)."""
-    groups = _groups(frame, factor, value)
-    if baseline is not None and baseline not in groups:
-        raise ValueError(f"baseline {baseline!r} is not a level of {factor}; levels: {', '.join(map(str, groups))}")
-    pairs = ([(level, baseline) for level in groups if level != baseline] if baseline is not None
-             else list(itertools.combinations(groups, 2)))
-    rows = []
-    for level, reference in pairs:
-        x, y = groups[level], groups[reference]
-        row = {"factor": factor, "value": value, "level": level, "reference": reference, "n": len(x), "n_ref": len(y),
-               "mean": np.mean(x) if len(x) else np.nan, "mean_ref": np.mean(y) if len(y) else np.nan}
-        why = _why_not_testable([x, y])
-        keys = ["mean_diff", "ci_low", "ci_high", "mwu_U", "p_mwu", "welch_t", "p_welch", "cohen_d", "hedges_g",
-                "cliffs_delta", "cles"]
-        row.update({k: np.nan for k in keys})
-        row["note"] = why or ""
-        if why is None:
-            row["mean_diff"] = float(np.mean(x) - np.mean(y))
-            row["ci_low"], row["ci_high"] = _bootstrap_ci(x, y, seed, n_resamples)
-            mwu = stats.mannwhitneyu(x, y, alternative="two-sided")
-            row["mwu_U"], row["p_mwu"] = float(mwu.statistic), float(mwu.pvalue)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                welch = stats.ttest_ind(x, y, equal_var=False)
-            if np.isfinite(welch.pvalue):
-                row["welch_t"], row["p_welch"] = float(welch.statistic), float(welch.pvalue)
-            else:
-                row["note"] = "Welch's t not testable: both groups have zero variance"
-            if np.ptp(x) + np.ptp(y) > 0:
-                row["cohen_d"] = float(pg.compute_effsize(x, y, eftype="cohen"))
-                row["hedges_g"] = float(pg.compute_effsize(x, y, eftype="hedges"))
-            effect = pg.mwu(x, y, alternative="two-sided")
-            row["cliffs_delta"] = float(effect["RBC"].iloc[0])  # rank-biserial = Cliff's delta for two samples
-            row["cles"] = float(effect["CLES"].iloc[0])
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=["factor", "value", "level", "reference", "n", "n_ref", "mean", "mean_ref",
-                                        "mean_diff", "ci_low", "ci_high", "mwu_U", "p_mwu", "welch_t", "p_welch",
-                                        "cohen_d", "hedges_g", "cliffs_delta", "cles", "note"])
-    table["p_mwu_corrected"] = correct(table["p_mwu"], correction)
-    table["p_welch_corrected"] = correct(table["p_welch"], correction)
-    table["correction"] = correction
-    return table
-
-
-def failure_rates(marked: pd.DataFrame, factor: str | list[str], correction: str = "holm") -> pd.DataFrame:
-    """Did-not-train counts per level, each level against all others with Fisher's exact test."""
-    factors = [factor] if isinstance(factor, str) else list(factor)
-    key = marked[factors].astype(str).agg(" / ".join, axis=1)
-    rows = []
-    total_failed, total = int(marked["did_not_train"].sum()), len(marked)
-    for level in sorted(key.unique()):
-        inside = marked[key == level]
-        failed, n = int(inside["did_not_train"].sum()), len(inside)
-        rest_failed, rest_n = total_failed - failed, total - n
-        row = {"factor": " x ".join(factors), "level": level, "n": n, "failed": failed,
-               "rate": failed / n if n else np.nan, "rate_rest": rest_failed / rest_n if rest_n else np.nan,
-               "odds_ratio": np.nan, "p_fisher": np.nan, "note": ""}
-        if rest_n == 0:
-            row["note"] = "not testable: only one level"
-        elif total_failed in (0, total):
-            row["note"] = "not testable: " + ("no run failed" if total_failed == 0 else "every run failed")
-        else:
-            odds, p = stats.fisher_exact([[failed, n - failed], [rest_failed, rest_n - rest_failed]])
-            row["odds_ratio"], row["p_fisher"] = float(odds), float(p)
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    table["p_fisher_corrected"] = correct(table["p_fisher"], correction)
-    return table
-
-
 def status_counts(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     table = trials.groupby(factors, dropna=False)["status"].value_counts().unstack(fill_value=0)
-    for status in ("completed", "diverged", "error"):
+    for status in ("completed", "diverged", "error", "unfinished"):
         if status not in table.columns:
             table[status] = 0
     return table.reset_index()
@@ -243,7 +250,7 @@ def status_counts(trials: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
 
 def optimizer_summary(trials: pd.DataFrame, epochs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     """Speed, robustness, stability and generalization gap per optimizer setting (DeepOBS-style)."""
-    done = trials[trials["status"] != "error"]
+    done = trials[trials["status"].isin(["completed", "diverged"])]
     grouped = done.groupby(by, dropna=False)
     table = grouped.agg(n=("trial_id", "count"), train_time_s=("train_time_s", "mean"),
                         test_acc_mean=("test_acc", "mean"), test_acc_std=("test_acc", "std")).reset_index()

@@ -26,8 +26,8 @@ from trainables.registry import resolve_config
 
 EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
 OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
-FINAL_METRICS = ["test_acc", "test_loss", "train_time_s", "train_us_per_sample", "infer_us_per_sample", "n_params",
-                 "device", "hostname", "node_id"]
+FINAL_METRICS = ["test_acc", "test_loss", "chance_acc", "train_time_s", "train_us_per_sample", "infer_us_per_sample",
+                 "n_params", "device", "hostname", "node_id"]
 # "unfinished" only appears while a study runs or after it was interrupted (until --resume).
 STATUSES = ("completed", "diverged", "error", "unfinished")
 

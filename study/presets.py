@@ -9,7 +9,7 @@ kept as a column of the results so analysis can group by it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from trainables.errors import ConfigError
@@ -34,6 +34,7 @@ class Study:
     bundles: Mapping[str, Mapping[str, Mapping[str, object]]] = field(default_factory=dict)
     metric: str = "val_acc"
     mode: str = "max"
+    search: str = "grid"  # "grid": every axis combination x seeds; "optuna": adaptive sampling, one seed each
 
     def trainables(self) -> list[str]:
         return list(self.axes.get("trainable", ())) or [self.fixed["trainable"]]
@@ -59,7 +60,7 @@ class Study:
         return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                 "axes": {k: list(v) for k, v in self.axes.items()}, "seeds": self.seeds,
                 "bundles": {k: {l: dict(v) for l, v in b.items()} for k, b in self.bundles.items()},
-                "metric": self.metric, "mode": self.mode}
+                "metric": self.metric, "mode": self.mode, "search": self.search}
 
 
 def _study(name, description, fixed, axes, seeds, smoke_axes, bundles=None) -> Study:
@@ -173,6 +174,7 @@ OPTUNA_PRESET = "optuna"
 
 def optuna_study(trainable: str) -> Study:
     get_spec(trainable)
-    return _study(f"optuna_{trainable}", f"Optuna search over lr, weight decay, dropout, activation and batchnorm "
-                  f"for {trainable}.", fixed={"trainable": trainable}, axes={}, seeds=1, smoke_axes={})
+    study = _study(f"optuna_{trainable}", f"Optuna search over lr, weight decay, dropout, activation and batchnorm "
+                   f"for {trainable}.", fixed={"trainable": trainable}, axes={}, seeds=1, smoke_axes={})
+    return replace(study, search="optuna")
 

@@ -165,7 +165,7 @@ def effective_study(options: RunOptions) -> Study:
     axes = dict(study.axes)
     seeds = options.seeds or study.seeds
     if options.smoke:
-        axes, seeds = dict(study.smoke_axes), 1
+        axes, seeds = dict(study.smoke_axes), options.seeds or 1  # one seed unless --seeds asks for more
         fixed.update(SMOKE_DATA, epochs=SMOKE_EPOCHS)
     if options.epochs:
         fixed["epochs"] = options.epochs

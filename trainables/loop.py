@@ -76,13 +76,19 @@ def samples_used(n_train: int, batch_size: int) -> int:
     return n_train - 1 if n_train % batch_size == 1 and n_train > 1 else n_train
 
 
-def cost_metrics(train_time_s: float, samples_trained: int, infer_seconds: float, n_test: int,
+def cost_metrics(train_time_s: float, samples_trained: int, infer_seconds: float, test_y: torch.Tensor,
                  dev: torch.device) -> dict:
-    """The final row's timing and provenance columns (trials.parquet)."""
+    """The final row's timing, provenance and test-set columns (trials.parquet).
+
+    `chance_acc` is the accuracy of always predicting the test set's most frequent class:
+    what "did not train" is measured against (for POS tags far above 1 / classes), carried
+    with the results so the analysis needs neither torch nor the dataset."""
+    n_test = len(test_y)
     return dict(
         train_time_s=train_time_s,
         train_us_per_sample=1e6 * train_time_s / max(samples_trained, 1),
         infer_us_per_sample=1e6 * infer_seconds / max(n_test, 1),
+        chance_acc=torch.bincount(test_y).max().item() / n_test if n_test else float("nan"),
         device=str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
         hostname=socket.gethostname(),
     )
@@ -245,7 +251,7 @@ def fit(
             test_loss, test_acc = evaluate(net, splits, splits.test_x, splits.test_y, autocast)
             infer_seconds = time.perf_counter() - t_test
             metrics.update(test_loss=test_loss, test_acc=test_acc,
-                           **cost_metrics(train_time_s, samples_trained, infer_seconds, len(splits.test_y), dev),
+                           **cost_metrics(train_time_s, samples_trained, infer_seconds, splits.test_y, dev),
                            n_params=count_params(model))
         metrics.update(tags or {})
         history.append(metrics)

@@ -216,7 +216,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
             infer_share = (time.perf_counter() - t_test) / k
             for r in ending:
                 rows[r].update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=n_params,
-                               **cost_metrics(train_time_s / k, n_used * epoch, infer_share, len(splits.test_y), dev))
+                               **cost_metrics(train_time_s / k, n_used * epoch, infer_share, splits.test_y, dev))
         for r, row in rows.items():
             latest[r] = row
             training[r] = not row["diverged"]
@@ -226,7 +226,7 @@ def fit_replicates(cfg: dict, report: Report, *, data_root=None, download=False,
                    "diverged": not any(training), "replicates_diverged": training.count(False)}
         if done:  # every replicate has its test row now, so the aggregate above has test_loss / test_acc
             metrics.update(n_params=n_params, **cost_metrics(train_time_s, n_used * epoch * k, infer_share * k,
-                                                             len(splits.test_y), dev))
+                                                             splits.test_y, dev))
         metrics.update(tags or {})
         metrics["replicate_metrics"] = list(rows.values())
         history.append(metrics)

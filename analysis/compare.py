@@ -1,0 +1,347 @@
+"""The findings: for each factor of the study, within each dataset, is each level better,
+worse, practically equivalent or still undecided against the baseline, by how much, and
+how many seeds would decide it.
+
+How a comparison is made (the design comes from analysis.design):
+- The unit is one run (one seed of one configuration). Runs that errored or did not finish
+  are not results: they are left out and counted. A run that diverged or stayed at chance is
+  a result (a bad one); failures also get their own table.
+- Within each stratum (dataset), the factor's interaction with every other factor is tested
+  (type-II ANOVA with the seed as a block). Where it interacts (p < alpha), the factor is
+  compared within each level of the other (simple effects); otherwise over its levels.
+- A level is paired with the reference run that has the same seed and the same levels of the
+  factors averaged over (seeds set initialisation and data order in every configuration), and
+  the effect is the mean of those per-pair differences with a t interval (paired t). Where runs
+  cannot be paired, Welch's t on the two groups of runs.
+- Each factor is one family: with m comparisons, every interval is at 1 - alpha/m (Bonferroni;
+  or Šidák) and p-values are adjusted the same way, so an interval excludes 0 exactly when the
+  adjusted p is below alpha.
+- Verdict: `equivalent` when the whole interval lies inside +/- the smallest effect that matters;
+  else `better` / `worse` when it excludes 0 (in the metric's better direction); else
+  `inconclusive`; `not testable` when there is nothing to estimate a spread from.
+- `seeds_needed`: the seeds per configuration at which a paired (or Welch) t-test at the
+  family's per-comparison level has power 0.8 for the smallest effect, given the spread
+  observed; for an inconclusive comparison at least one seed more than it has.
+- Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
+  their rows are `not testable`; the report shows parameter importances instead.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis import stats
+from analysis.design import Design, study_design
+from analysis.importance import parameter_importances
+from analysis.load import Results, load_results
+from trainables.errors import UserError
+
+FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
+                    "p_adjusted", "verdict", "seeds_needed"]
+VERDICTS = ("better", "worse", "equivalent", "inconclusive", "not testable")
+# metric -> whether higher is better; accuracies are fractions, reported in points (x 100)
+METRICS = {"test_acc": True, "final_val_acc": True, "best_val_acc": True, "test_loss": False, "final_val_loss": False}
+DEFAULT_METRIC = "test_acc"
+DEFAULT_SMALLEST_EFFECT = 0.01
+DEFAULT_ALPHA = 0.05
+
+
+@dataclass
+class Analysis:
+    """Everything the findings rest on; `findings()` is the table users act on."""
+
+    metric: str
+    smallest_effect: float
+    alpha: float
+    correction: str
+    margin: float  # a run within this much of chance accuracy failed
+    design: Design
+    runs: pd.DataFrame  # runs with a result, marked with did_not_train / failure
+    excluded: dict  # status -> runs left out (error, unfinished)
+    comparisons: pd.DataFrame  # the findings columns plus detail (paired, df, sd, p, finding, ...)
+    interactions: pd.DataFrame
+    shares: pd.DataFrame
+    failures: pd.DataFrame
+    importances: pd.DataFrame = field(default_factory=pd.DataFrame)
+    untestable_because: str | None = None  # why the study gets no tests at all (Optuna, one seed)
+
+    def findings(self) -> pd.DataFrame:
+        return self.comparisons[FINDINGS_COLUMNS].reset_index(drop=True)
+
+
+def findings(results: Results | str | Path, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
+             smallest_effect: float = DEFAULT_SMALLEST_EFFECT, **options) -> pd.DataFrame:
+    """One row per comparison (columns FINDINGS_COLUMNS): the answer to the study's question.
+
+    `results` is a results folder or what `analysis.load.load_results` returned; `baseline`
+    maps a factor to the level its others are compared with ({"activation": "gelu"})."""
+    if not isinstance(results, Results):
+        results = load_results(results)
+    return analyse(results, metric, baseline, smallest_effect, **options).findings()
+
+
+# --- the analysis -----------------------------------------------------------------------------
+
+def _check(results: Results, metric: str, smallest_effect: float, alpha: float, correction: str) -> None:
+    if metric not in METRICS:
+        raise UserError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
+    if metric not in results.trials:
+        raise UserError(f"the results have no {metric} column; choose one of: "
+                        f"{', '.join(m for m in METRICS if m in results.trials)}")
+    if not (isinstance(smallest_effect, (int, float)) and math.isfinite(smallest_effect) and smallest_effect >= 0):
+        raise UserError(f"--smallest-effect must be a non-negative number in the metric's units, got {smallest_effect}; "
+                        "e.g. 0.01 for one accuracy point")
+    if not 0 < alpha < 1:
+        raise UserError(f"--alpha must be between 0 and 1, got {alpha}; e.g. 0.05")
+    if correction not in stats.CORRECTIONS:
+        raise UserError(f"unknown correction {correction!r}; choose one of: {', '.join(stats.CORRECTIONS)}")
+
+
+def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
+            smallest_effect: float = DEFAULT_SMALLEST_EFFECT, alpha: float = DEFAULT_ALPHA,
+            correction: str = "bonferroni", margin: float = stats.DEFAULT_CHANCE_MARGIN) -> Analysis:
+    _check(results, metric, smallest_effect, alpha, correction)
+    design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
+    trials = results.trials
+    excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
+    runs = stats.mark_failures(trials, margin=margin)
+    names = design.names
+    config_columns = [*design.strata, *names]
+    one_seed = bool(len(runs)) and runs.groupby(config_columns, dropna=False)["seed"].nunique().max() <= 1 \
+        if config_columns else len(runs) <= 1
+    untestable = None
+    if design.search == "optuna":
+        untestable = "an Optuna search samples configurations adaptively, one seed each: nothing to test over seeds"
+    elif one_seed:
+        untestable = "each configuration has one seed: no seed-to-seed spread to test against"
+
+    comparisons, interactions, shares = [], [], []
+    for stratum_key, data in _strata(runs, design.strata):
+        found = _compare_stratum(data, design, stratum_key, metric, alpha, testable=untestable is None)
+        comparisons += found["comparisons"]
+        interactions += found["interactions"]
+        if untestable is None and names:
+            pairs = [(r["factor"], r["other"]) for r in found["interactions"] if r["simple_effects"]]
+            table = stats.variance_shares(data, names, metric, interactions=_unique_pairs(pairs))
+            shares.append(table.assign(stratum=_label(stratum_key, {})))
+    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha, correction)
+    importances = pd.DataFrame()
+    if untestable and len(runs):
+        params = names or [c for c in ("lr", "weight_decay", "dropout", "activation", "batchnorm")
+                           if c in runs and runs[c].nunique() > 1]
+        importances = parameter_importances(runs, params, metric, METRICS[metric], categorical=set(names))
+    return Analysis(metric, smallest_effect, alpha, correction, margin, design, runs, excluded, table,
+                    pd.DataFrame(interactions, columns=["stratum", "factor", "other", "F", "p", "simple_effects"]),
+                    pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
+                        columns=["stratum", "source", "share", "ci_low", "ci_high"]),
+                    _failures(runs, design, metric), importances, untestable)
+
+
+def _strata(runs: pd.DataFrame, strata: tuple[str, ...]):
+    if not strata:
+        yield {}, runs
+        return
+    for key, data in runs.groupby(list(strata), sort=False):
+        yield dict(zip(strata, key if isinstance(key, tuple) else (key,))), data
+
+
+def _label(stratum: dict, cell: dict) -> str:
+    parts = [f"{k}={v}" for k, v in {**stratum, **cell}.items()]
+    return ", ".join(parts) if parts else "all"
+
+
+def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    seen, out = set(), []
+    for a, b in pairs:
+        if frozenset((a, b)) not in seen:
+            seen.add(frozenset((a, b)))
+            out.append((a, b))
+    return out
+
+
+_COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
+                       "seeds", "blocks_per_seed", "failed", "failed_ref", "note", "difference"]
+
+
+def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: str, alpha: float,
+                     testable: bool) -> dict:
+    comparisons, interactions = [], []
+    valid = data.dropna(subset=[metric])
+    varying = [f for f in design.factors if valid[f.name].nunique() > 1]
+    for factor in design.factors:
+        others = [g.name for g in varying if g.name != factor.name]
+        interacting = []
+        # the seed is a block where configurations share seeds (every grid study)
+        block = "seed" if valid.groupby("seed").size().max() > 1 else None
+        if testable and factor in varying:
+            for other in others:
+                f_stat, p = stats.interaction_test(valid, factor.name, other, metric,
+                                                   others=[o for o in others if o != other], block=block)
+                present = bool(p < alpha)
+                interactions.append({"stratum": _label(stratum, {}), "factor": factor.name, "other": other,
+                                     "F": f_stat, "p": p, "simple_effects": present})
+                if present:
+                    interacting.append(other)
+        averaged = [o for o in others if o not in interacting]
+        cells = valid.groupby(interacting, sort=False) if interacting else [((), valid)]
+        for cell_key, cell in cells:
+            cell_levels = dict(zip(interacting, cell_key if isinstance(cell_key, tuple) else (cell_key,)))
+            reference = cell[cell[factor.name] == factor.baseline]
+            for level in factor.levels:
+                if level == factor.baseline:
+                    continue
+                runs = cell[cell[factor.name] == level]
+                row = _compare(runs, reference, averaged, metric, testable)
+                failed = data[data[factor.name] == level]
+                failed_ref = data[data[factor.name] == factor.baseline]
+                for key, value in cell_levels.items():
+                    failed, failed_ref = failed[failed[key] == value], failed_ref[failed_ref[key] == value]
+                row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
+                           stratum=_label(stratum, cell_levels), failed=int(failed["did_not_train"].sum()),
+                           failed_ref=int(failed_ref["did_not_train"].sum()))
+                comparisons.append(row)
+    return {"comparisons": comparisons, "interactions": interactions}
+
+
+def _compare(runs: pd.DataFrame, reference: pd.DataFrame, averaged: list[str], metric: str, testable: bool) -> dict:
+    """One level against the reference: paired on (seed, averaged-over levels) where possible."""
+    keys = [*averaged, "seed"]
+    pairs = runs[[*keys, metric]].merge(reference[[*keys, metric]], on=keys, suffixes=("", "_ref"))
+    if len(runs) == 0 or len(reference) == 0:
+        return {"n": len(runs), "n_ref": len(reference), "effect": np.nan, "design": "", "seeds": 0,
+                "blocks_per_seed": np.nan, "note": "no runs of " + ("this level" if len(runs) == 0 else "the reference"),
+                "difference": None}
+    one_per_block = not runs.duplicated(keys).any() and not reference.duplicated(keys).any()
+    if len(pairs) >= 2 and one_per_block:
+        d = (pairs[metric] - pairs[f"{metric}_ref"]).to_numpy()
+        seeds = pairs["seed"].nunique()
+        out = {"n": len(pairs), "n_ref": len(pairs), "effect": float(d.mean()), "design": "paired",
+               "seeds": seeds, "blocks_per_seed": len(pairs) / seeds}
+        difference = stats.paired_difference(d) if testable else None
+    else:
+        x, y = runs[metric].to_numpy(), reference[metric].to_numpy()
+        seeds = min(runs["seed"].nunique(), reference["seed"].nunique())
+        out = {"n": len(x), "n_ref": len(y), "effect": float(x.mean() - y.mean()), "design": "unpaired (Welch)",
+               "seeds": seeds, "blocks_per_seed": len(x) / max(runs["seed"].nunique(), 1)}
+        difference = stats.welch_difference(x, y) if testable else None
+    out["difference"] = difference
+    out["note"] = "" if difference is not None or not testable else (
+        "fewer than 2 runs per level" if min(out["n"], out["n_ref"]) < 2 else "the values do not vary across seeds")
+    return out
+
+
+def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: float, correction: str) -> pd.DataFrame:
+    """Family-wise intervals, adjusted p, verdict and seeds needed; one family per factor."""
+    higher_is_better = METRICS[metric]
+    for column in ("ci_low", "ci_high", "p", "p_adjusted", "sd", "df", "seeds_needed"):
+        table[column] = np.nan
+    table["verdict"] = "not testable"
+    for _, family in table.groupby("factor", sort=False):
+        tested = [i for i in family.index if table.at[i, "difference"] is not None]
+        if not tested:
+            continue
+        confidence = stats.family_confidence(alpha, len(tested), correction)
+        adjusted = stats.adjust([table.at[i, "difference"].p for i in tested], correction)
+        for i, p_adjusted in zip(tested, adjusted):
+            difference = table.at[i, "difference"]
+            low, high = difference.interval(confidence)
+            table.loc[i, ["ci_low", "ci_high", "p", "p_adjusted", "sd", "df"]] = [
+                low, high, difference.p, p_adjusted, difference.sd, difference.df]
+            verdict = _verdict(low, high, smallest_effect, higher_is_better)
+            table.at[i, "verdict"] = verdict
+            paired = table.at[i, "design"] == "paired"
+            needed = stats.seeds_for_power(smallest_effect, difference.sd, 1 - confidence, paired)
+            if math.isfinite(needed):
+                seeds = math.ceil(needed / table.at[i, "blocks_per_seed"])
+                if verdict == "inconclusive":
+                    seeds = max(seeds, int(table.at[i, "seeds"]) + 1)
+                table.at[i, "seeds_needed"] = seeds
+    table["finding"] = [_sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
+    return table.drop(columns="difference")
+
+
+def _verdict(low: float, high: float, smallest_effect: float, higher_is_better: bool) -> str:
+    if -smallest_effect < low and high < smallest_effect:
+        return "equivalent"
+    if low > 0:
+        return "better" if higher_is_better else "worse"
+    if high < 0:
+        return "worse" if higher_is_better else "better"
+    return "inconclusive"
+
+
+def _amount(value: float, metric: str) -> str:
+    return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
+
+
+def _signed(value: float, metric: str) -> str:
+    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
+
+
+def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
+    """The comparison in words a reader can act on."""
+    where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
+    pair = f"{row['level']} vs {row['reference']}{where}"
+    interval = f"[{_signed(row['ci_low'], metric)}, {_signed(row['ci_high'], metric)}]"
+    verdict = row["verdict"]
+    if verdict in ("better", "worse"):
+        text = (f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}")
+    elif verdict == "equivalent":
+        text = f"{pair}: equivalent, within ±{_amount(smallest_effect, metric)} {interval}"
+    elif verdict == "inconclusive":
+        text = (f"{pair}: undecided, {_signed(row['effect'], metric)} {interval}; "
+                f"about {int(row['seeds_needed'])} seeds per configuration would decide it"
+                if math.isfinite(row["seeds_needed"]) else f"{pair}: undecided")
+    else:
+        effect = "" if not math.isfinite(row["effect"]) else f" (observed {_signed(row['effect'], metric)})"
+        text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
+    if row["failed"] or row["failed_ref"]:
+        text += f"; failed runs: {row['failed']} of {row['level']}, {row['failed_ref']} of {row['reference']}"
+    return text
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+def _failures(runs: pd.DataFrame, design: Design, metric: str) -> pd.DataFrame:
+    """Per stratum, factor and level: failure rate (Wilson 95%), Fisher's exact test against the
+    reference level (one test for a two-level factor), the metric of the runs that trained, and
+    the probability that a run beats a reference run when a failed run ranks below every trained
+    one (paired by seed and the other factors' levels where every run has its partner)."""
+    rows = []
+    for stratum_key, data in _strata(runs, design.strata):
+        ranked = data[metric].where(~data["did_not_train"], -np.inf if METRICS[metric] else np.inf)
+        ranked = ranked if METRICS[metric] else -ranked
+        data = data.assign(_ranked=ranked)
+        for factor in design.factors:
+            others = [g for g in design.names if g != factor.name]
+            reference = data[data[factor.name] == factor.baseline]
+            family = []
+            for level in factor.levels:
+                runs_of = data[data[factor.name] == level]
+                n, failed = len(runs_of), int(runs_of["did_not_train"].sum())
+                rate, low, high = stats.failure_rate(failed, n)
+                row = {"stratum": _label(stratum_key, {}), "factor": factor.name, "level": level, "n": n,
+                       "failed": failed, "rate": rate, "rate_low": low, "rate_high": high,
+                       "trained_mean": runs_of.loc[~runs_of["did_not_train"], metric].mean(),
+                       "p_fisher": np.nan, "p_improvement": np.nan}
+                if level != factor.baseline:
+                    n_ref, failed_ref = len(reference), int(reference["did_not_train"].sum())
+                    row["p_fisher"] = stats.fisher_test(failed, n, failed_ref, n_ref)
+                    keys = [*others, "seed"]
+                    pairs = runs_of[[*keys, "_ranked"]].merge(reference[[*keys, "_ranked"]], on=keys,
+                                                              suffixes=("", "_ref"))
+                    paired = len(pairs) == n == n_ref
+                    x, y = (pairs["_ranked"], pairs["_ranked_ref"]) if paired else (runs_of["_ranked"], reference["_ranked"])
+                    row["p_improvement"] = stats.probability_of_improvement(x.to_numpy(), y.to_numpy(), paired)
+                family.append(row)
+            adjusted = stats.adjust([r["p_fisher"] for r in family])
+            for row, p in zip(family, adjusted):
+                row["p_fisher_adjusted"] = p
+            rows += family
+    return pd.DataFrame(rows, columns=["stratum", "factor", "level", "n", "failed", "rate", "rate_low", "rate_high",
+                                       "p_fisher", "p_fisher_adjusted", "trained_mean", "p_improvement"])
