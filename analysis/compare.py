@@ -16,8 +16,9 @@ How a comparison is made (the design comes from analysis.design):
 - Each factor is one family: with m comparisons, every interval is at 1 - alpha/m (Bonferroni;
   or Šidák) and p-values are adjusted the same way, so an interval excludes 0 exactly when the
   adjusted p is below alpha.
-- Verdict: `equivalent` when the whole interval lies inside +/- the smallest effect that matters;
-  else `better` / `worse` when it excludes 0 (in the metric's better direction); else
+- Verdict: `better` / `worse` when the interval excludes 0 (in the metric's better direction;
+  the sentence says when the effect is smaller than the smallest effect that matters);
+  `equivalent` when the interval holds 0 and lies inside +/- the smallest effect; else
   `inconclusive`; `not testable` when there is nothing to estimate a spread from.
 - `seeds_needed`: the seeds per configuration at which a paired (or Welch) t-test at the
   family's per-comparison level has power 0.8 for the smallest effect, given the spread
@@ -127,7 +128,8 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         interactions += found["interactions"]
         if untestable is None and names:
             pairs = [(r["factor"], r["other"]) for r in found["interactions"] if r["simple_effects"]]
-            table = stats.variance_shares(data, names, metric, interactions=_unique_pairs(pairs))
+            trained = data[~data["did_not_train"]]
+            table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
             shares.append(table.assign(stratum=_label(stratum_key, {})))
     table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha, correction)
     importances = pd.DataFrame()
@@ -165,80 +167,85 @@ def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 _COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
-                       "seeds", "blocks_per_seed", "failed", "failed_ref", "note", "difference"]
+                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "difference"]
 
 
 def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: str, alpha: float,
                      testable: bool) -> dict:
+    """Every comparison of one stratum. The effects are estimated on the runs that trained
+    (a failed run's accuracy says it failed, not how good the configuration is when it trains);
+    failures are counted beside each comparison and tested in their own table."""
     comparisons, interactions = [], []
-    valid = data.dropna(subset=[metric])
-    varying = [f for f in design.factors if valid[f.name].nunique() > 1]
+    names = design.names
+    trained = data[~data["did_not_train"]].dropna(subset=[metric])
+    varying = [f.name for f in design.factors if trained[f.name].nunique() > 1]
+    # the seed is a block where configurations share seeds (every grid study)
+    block = "seed" if trained.groupby("seed").size().max() > 1 else None
+    model = stats.BlockModel(trained, names, metric, block) if testable and names else None
     for factor in design.factors:
-        others = [g.name for g in varying if g.name != factor.name]
+        others = [g for g in varying if g != factor.name]
         interacting = []
-        # the seed is a block where configurations share seeds (every grid study)
-        block = "seed" if valid.groupby("seed").size().max() > 1 else None
-        if testable and factor in varying:
+        if testable and factor.name in varying:
             for other in others:
-                f_stat, p = stats.interaction_test(valid, factor.name, other, metric,
+                f_stat, p = stats.interaction_test(trained, factor.name, other, metric,
                                                    others=[o for o in others if o != other], block=block)
                 present = bool(p < alpha)
                 interactions.append({"stratum": _label(stratum, {}), "factor": factor.name, "other": other,
                                      "F": f_stat, "p": p, "simple_effects": present})
                 if present:
                     interacting.append(other)
-        averaged = [o for o in others if o not in interacting]
-        cells = valid.groupby(interacting, sort=False) if interacting else [((), valid)]
+        averaged = [g for g in names if g != factor.name and g not in interacting]
+        cells = data.groupby(interacting, sort=False) if interacting else [((), data)]
         for cell_key, cell in cells:
-            cell_levels = dict(zip(interacting, cell_key if isinstance(cell_key, tuple) else (cell_key,)))
+            fixed = dict(zip(interacting, cell_key if isinstance(cell_key, tuple) else (cell_key,)))
             reference = cell[cell[factor.name] == factor.baseline]
             for level in factor.levels:
                 if level == factor.baseline:
                     continue
                 runs = cell[cell[factor.name] == level]
-                row = _compare(runs, reference, averaged, metric, testable)
-                failed = data[data[factor.name] == level]
-                failed_ref = data[data[factor.name] == factor.baseline]
-                for key, value in cell_levels.items():
-                    failed, failed_ref = failed[failed[key] == value], failed_ref[failed_ref[key] == value]
+                row = _compare(runs, reference, factor.name, level, factor.baseline, averaged, names, metric, model)
+                if not testable:
+                    row["note"] = ""
                 row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
-                           stratum=_label(stratum, cell_levels), failed=int(failed["did_not_train"].sum()),
-                           failed_ref=int(failed_ref["did_not_train"].sum()))
+                           stratum=_label(stratum, fixed))
                 comparisons.append(row)
     return {"comparisons": comparisons, "interactions": interactions}
 
 
-def _compare(runs: pd.DataFrame, reference: pd.DataFrame, averaged: list[str], metric: str, testable: bool) -> dict:
-    """One level against the reference: paired on (seed, averaged-over levels) where possible."""
-    keys = [*averaged, "seed"]
-    pairs = runs[[*keys, metric]].merge(reference[[*keys, metric]], on=keys, suffixes=("", "_ref"))
-    if len(runs) == 0 or len(reference) == 0:
-        return {"n": len(runs), "n_ref": len(reference), "effect": np.nan, "design": "", "seeds": 0,
-                "blocks_per_seed": np.nan, "note": "no runs of " + ("this level" if len(runs) == 0 else "the reference"),
-                "difference": None}
-    one_per_block = not runs.duplicated(keys).any() and not reference.duplicated(keys).any()
-    if len(pairs) >= 2 and one_per_block:
-        d = (pairs[metric] - pairs[f"{metric}_ref"]).to_numpy()
-        seeds = pairs["seed"].nunique()
-        out = {"n": len(pairs), "n_ref": len(pairs), "effect": float(d.mean()), "design": "paired",
-               "seeds": seeds, "blocks_per_seed": len(pairs) / seeds}
-        difference = stats.paired_difference(d) if testable else None
-    else:
-        x, y = runs[metric].to_numpy(), reference[metric].to_numpy()
-        seeds = min(runs["seed"].nunique(), reference["seed"].nunique())
-        out = {"n": len(x), "n_ref": len(y), "effect": float(x.mean() - y.mean()), "design": "unpaired (Welch)",
-               "seeds": seeds, "blocks_per_seed": len(x) / max(runs["seed"].nunique(), 1)}
-        difference = stats.welch_difference(x, y) if testable else None
+def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, baseline, averaged: list[str],
+             names: list[str], metric: str, model: stats.BlockModel | None) -> dict:
+    """One level against the reference: the contrast of their configuration means, averaged
+    over the levels of the factors it is averaged over, seed-blocked."""
+    ok, ok_ref = runs[~runs["did_not_train"]].dropna(subset=[metric]), reference[~reference["did_not_train"]].dropna(subset=[metric])
+    out = {"n": len(ok), "n_ref": len(ok_ref), "runs": len(runs), "runs_ref": len(reference),
+           "failed": int(runs["did_not_train"].sum()), "failed_ref": int(reference["did_not_train"].sum()),
+           "seeds": min(ok["seed"].nunique(), ok_ref["seed"].nunique())}
+    # configurations of the level and of the reference that differ only in this factor
+    references = {tuple(r) for r in ok_ref[names].itertuples(index=False)}
+    pairs = []
+    for key in dict.fromkeys(tuple(r) for r in ok[names].itertuples(index=False)):
+        partner = tuple(baseline if n == factor else v for n, v in zip(names, key))
+        if partner in references:
+            pairs.append((key, partner))
+    out["effect"] = float(ok[metric].mean() - ok_ref[metric].mean()) if len(ok) and len(ok_ref) else np.nan
+    difference = model.contrast(pairs) if model is not None else None
+    if difference is not None:
+        out["effect"] = difference.effect
+    out["design"] = "" if difference is None else "seed-blocked" if model.blocked else "unblocked"
     out["difference"] = difference
-    out["note"] = "" if difference is not None or not testable else (
-        "fewer than 2 runs per level" if min(out["n"], out["n_ref"]) < 2 else "the values do not vary across seeds")
+    if not len(runs) or not len(reference):
+        out["note"] = "no runs of " + ("this level" if not len(runs) else "the reference")
+    elif not pairs:
+        out["note"] = "no runs that trained to compare"
+    else:
+        out["note"] = "" if difference is not None else "no spread between seeds to test against"
     return out
 
 
 def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: float, correction: str) -> pd.DataFrame:
     """Family-wise intervals, adjusted p, verdict and seeds needed; one family per factor."""
     higher_is_better = METRICS[metric]
-    for column in ("ci_low", "ci_high", "p", "p_adjusted", "sd", "df", "seeds_needed"):
+    for column in ("ci_low", "ci_high", "p", "p_adjusted", "unit_sd", "df", "seeds_needed", "p_failures"):
         table[column] = np.nan
     table["verdict"] = "not testable"
     for _, family in table.groupby("factor", sort=False):
@@ -250,28 +257,31 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
         for i, p_adjusted in zip(tested, adjusted):
             difference = table.at[i, "difference"]
             low, high = difference.interval(confidence)
-            table.loc[i, ["ci_low", "ci_high", "p", "p_adjusted", "sd", "df"]] = [
-                low, high, difference.p, p_adjusted, difference.sd, difference.df]
+            table.loc[i, ["ci_low", "ci_high", "p", "p_adjusted", "unit_sd", "df"]] = [
+                low, high, difference.p, p_adjusted, difference.unit_sd, difference.df]
             verdict = _verdict(low, high, smallest_effect, higher_is_better)
             table.at[i, "verdict"] = verdict
-            paired = table.at[i, "design"] == "paired"
-            needed = stats.seeds_for_power(smallest_effect, difference.sd, 1 - confidence, paired)
+            needed = stats.seeds_for_power(smallest_effect, difference.unit_sd, 1 - confidence)
             if math.isfinite(needed):
-                seeds = math.ceil(needed / table.at[i, "blocks_per_seed"])
+                seeds = math.ceil(needed)
                 if verdict == "inconclusive":
                     seeds = max(seeds, int(table.at[i, "seeds"]) + 1)
                 table.at[i, "seeds_needed"] = seeds
-    table["finding"] = [_sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
+    table["p_failures"] = [stats.fisher_test(r["failed"], r["runs"], r["failed_ref"], r["runs_ref"])
+                           for _, r in table.iterrows()]
+    table["finding"] = [_sentence(row, metric, smallest_effect, alpha) for _, row in table.iterrows()]
     return table.drop(columns="difference")
 
 
 def _verdict(low: float, high: float, smallest_effect: float, higher_is_better: bool) -> str:
-    if -smallest_effect < low and high < smallest_effect:
-        return "equivalent"
+    # a real difference is reported as one even when it is smaller than what matters (the
+    # sentence says so); equivalence is for intervals that hold 0 and stay inside the band
     if low > 0:
         return "better" if higher_is_better else "worse"
     if high < 0:
         return "worse" if higher_is_better else "better"
+    if -smallest_effect < low and high < smallest_effect:
+        return "equivalent"
     return "inconclusive"
 
 
@@ -283,14 +293,16 @@ def _signed(value: float, metric: str) -> str:
     return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
-def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
+def _sentence(row: pd.Series, metric: str, smallest_effect: float, alpha: float) -> str:
     """The comparison in words a reader can act on."""
     where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
     pair = f"{row['level']} vs {row['reference']}{where}"
     interval = f"[{_signed(row['ci_low'], metric)}, {_signed(row['ci_high'], metric)}]"
     verdict = row["verdict"]
     if verdict in ("better", "worse"):
-        text = (f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}")
+        text = f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}"
+        if abs(row["effect"]) < smallest_effect:
+            text += f", less than the smallest effect that matters ({_amount(smallest_effect, metric)})"
     elif verdict == "equivalent":
         text = f"{pair}: equivalent, within ±{_amount(smallest_effect, metric)} {interval}"
     elif verdict == "inconclusive":
@@ -301,7 +313,12 @@ def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
         effect = "" if not math.isfinite(row["effect"]) else f" (observed {_signed(row['effect'], metric)})"
         text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
     if row["failed"] or row["failed_ref"]:
-        text += f"; failed runs: {row['failed']} of {row['level']}, {row['failed_ref']} of {row['reference']}"
+        counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
+        if row["p_failures"] < alpha:
+            more = "more" if row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"] else "less"
+            text += f"; but it fails {more} often: {counts} (Fisher p = {row['p_failures']:.2g})"
+        else:
+            text += f"; failed runs (left out of the effect): {counts}"
     return text
 
 

@@ -119,11 +119,11 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
         f"interval{unit}": [f"{_points(lo, metric)} to {_points(hi, metric)}" if np.isfinite(lo) else ""
                             for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "verdict": table["verdict"],
-        "runs": [f"{n} vs {m}" + (" paired" if d == "paired" else "") for n, m, d in
-                 zip(table["n"], table["n_ref"], table["design"])],
+        "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
         "seeds needed": [str(int(v)) if verdict == "inconclusive" and np.isfinite(v) else ""
                          for v, verdict in zip(table["seeds_needed"], table["verdict"])],
-        "failed runs": [f"{a} vs {b}" if a or b else "" for a, b in zip(table["failed"], table["failed_ref"])],
+        "failed runs": [f"{a} of {n} vs {b} of {m}" if a or b else "" for a, n, b, m in
+                        zip(table["failed"], table["runs"], table["failed_ref"], table["runs_ref"])],
     })
 
 
@@ -221,7 +221,8 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
             doc.table(analysis.importances, f"Parameter importance for {metric} (Optuna's fANOVA on these runs)")
     if not analysis.comparisons.empty:
         doc.words(findings_view(analysis), "One row per comparison with the factor's baseline; verdict from the "
-                  "family-wise interval: equivalent if inside +/- the smallest effect, better / worse if it excludes 0")
+                  "family-wise interval: better / worse if it excludes 0, equivalent if it lies inside +/- the "
+                  "smallest effect, else inconclusive (seeds needed: per configuration, to decide it)")
         if not analysis.untestable_because:
             doc.bullets(answer(analysis))
         doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
@@ -263,7 +264,8 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
         doc.text("No run failed (none diverged or ended near chance).")
     if not analysis.comparisons.empty:
         detail = analysis.comparisons[["factor", "stratum", "level", "reference", "design", "n", "n_ref", "effect",
-                                       "ci_low", "ci_high", "sd", "df", "p", "p_adjusted", "verdict", "seeds_needed",
+                                       "ci_low", "ci_high", "unit_sd", "df", "p", "p_adjusted", "verdict",
+                                       "seeds_needed", "runs", "failed", "runs_ref", "failed_ref", "p_failures",
                                        "note"]]
         doc.table(detail, f"Comparisons in detail (metric units; p adjusted with {analysis.correction} per factor)")
     cells = [*design.strata, *design.names]

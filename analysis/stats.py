@@ -1,10 +1,10 @@
 """The statistics the findings are made of; every test, interval and power figure is a library call.
 
-- `paired_difference` / `welch_difference`: the effect of a level against its reference with a
-  t-based interval at a chosen confidence (scipy's t-tests), on per-block differences where the
-  runs are paired (same seed, same other factors), by Welch's t where they are not;
-- `seeds_for_power`: the pairs (or runs per level) at which the observed spread gives power 0.8
-  at the smallest effect that matters (statsmodels' power classes);
+- `BlockModel`: configuration means with the seed as a block and a pooled residual (statsmodels
+  OLS); its contrasts are the effect of a level against its reference with a t interval at any
+  confidence;
+- `seeds_for_power`: the seeds at which the observed spread gives power 0.8 at the smallest
+  effect that matters (statsmodels' power classes);
 - `family_confidence` / `adjust`: the interval level and adjusted p-values of a family of m
   comparisons, with one correction for both (Bonferroni or Šidák), so an interval excludes 0
   exactly when the adjusted p is below alpha;
@@ -28,7 +28,7 @@ from scipy import stats
 from statsmodels.formula.api import ols
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
-from statsmodels.stats.power import TTestIndPower, TTestPower
+from statsmodels.stats.power import TTestPower
 from statsmodels.stats.proportion import proportion_confint
 
 CORRECTIONS = ("bonferroni", "sidak")
@@ -36,42 +36,69 @@ DEFAULT_CHANCE_MARGIN = 0.05
 POWER = 0.8
 
 
-# --- one comparison --------------------------------------------------------------------------
+# --- comparisons in a block design ----------------------------------------------------------
 
 @dataclass(frozen=True)
 class Difference:
-    """A level minus its reference, in the metric's units; `sd` is the spread the interval uses
-    (of the paired differences, or the pooled runs' for Welch), `df` its degrees of freedom."""
+    """A contrast of configuration means (a level minus its reference, averaged over the cells
+    it spans), in the metric's units. `unit_sd` is the spread of one seed's difference (what a
+    power computation needs), `df` the residual degrees of freedom of the interval."""
 
     effect: float
     p: float
-    sd: float
+    unit_sd: float
     df: float
-    result: object  # scipy's TtestResult, which gives intervals at any confidence
+    result: object  # statsmodels' ContrastResults, which gives intervals at any confidence
 
     def interval(self, confidence: float) -> tuple[float, float]:
-        ci = self.result.confidence_interval(confidence_level=confidence)
-        return float(ci.low), float(ci.high)
+        low, high = np.asarray(self.result.conf_int(alpha=1 - confidence)).ravel()
+        return float(low), float(high)
 
 
-def paired_difference(differences: np.ndarray) -> Difference | None:
-    """One-sample t on per-block differences (level run minus its paired reference run).
-    None where it cannot be estimated: fewer than 2 pairs, or differences that do not vary."""
-    d = np.asarray(differences, dtype=float)
-    if len(d) < 2 or np.ptp(d) == 0:
-        return None
-    result = stats.ttest_1samp(d, 0.0)
-    return Difference(float(d.mean()), float(result.pvalue), float(d.std(ddof=1)), float(result.df), result)
+class BlockModel:
+    """value ~ C(configuration) + C(seed), by least squares (statsmodels): every configuration's
+    mean, the seed as a block (seeds set initialisation and data order in every configuration,
+    so runs with one seed share part of their noise), and one residual variance pooled over the
+    configurations, which gives a t interval its degrees of freedom at few seeds. Without
+    shared seeds (`block=None`) it is the one-way model of the configurations."""
 
+    def __init__(self, frame: pd.DataFrame, factors: list[str], value: str, block: str | None):
+        data = frame.dropna(subset=[value])
+        self.keys = [tuple(row) for row in data[factors].itertuples(index=False)]
+        labels = {key: f"c{i}" for i, key in enumerate(dict.fromkeys(self.keys))}
+        self.labels = labels
+        table = pd.DataFrame({"y": data[value].astype(float).to_numpy(), "cell": [labels[k] for k in self.keys]})
+        formula = "y ~ C(cell)"
+        self.blocked = bool(block) and data[block].nunique() > 1
+        if self.blocked:
+            table["block"] = data[block].astype(str).to_numpy()
+            formula += " + C(block)"
+        self.model = None
+        if len(labels) >= 2 and len(table) > 0:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # rank deficiency (a missing run) is handled by the pseudo-inverse
+                model = ols(formula, data=table).fit()
+            # no residual spread (beside float rounding): nothing to test against
+            if model.df_resid >= 1 and model.mse_resid > 1e-12 * max(table["y"].var(), 1e-12):
+                self.model = model
 
-def welch_difference(x: np.ndarray, y: np.ndarray) -> Difference | None:
-    """Welch's t for unpaired runs of a level (x) and its reference (y)."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if len(x) < 2 or len(y) < 2 or np.ptp(x) + np.ptp(y) == 0:
-        return None
-    result = stats.ttest_ind(x, y, equal_var=False)
-    pooled = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2)
-    return Difference(float(x.mean() - y.mean()), float(result.pvalue), pooled, float(result.df), result)
+    def contrast(self, pairs: list[tuple[tuple, tuple]]) -> Difference | None:
+        """The mean over `pairs` of (configuration a minus configuration b); None where the
+        model has no residual spread or a configuration has no run."""
+        pairs = [(a, b) for a, b in pairs if a in self.labels and b in self.labels]
+        if self.model is None or not pairs:
+            return None
+        names = list(self.model.params.index)
+        weights = np.zeros(len(names))
+        for a, b in pairs:
+            for key, sign in ((a, 1.0), (b, -1.0)):
+                name = f"C(cell)[T.{self.labels[key]}]"
+                if name in names:  # the first configuration is the intercept's, with no term of its own
+                    weights[names.index(name)] += sign / len(pairs)
+        result = self.model.t_test(weights)
+        unit_sd = math.sqrt(self.model.mse_resid * 2 / len(pairs))
+        return Difference(float(np.ravel(result.effect)[0]), float(np.ravel(result.pvalue)[0]), unit_sd,
+                          float(self.model.df_resid), result)
 
 
 def family_confidence(alpha: float, m: int, correction: str = "bonferroni") -> float:
@@ -91,13 +118,14 @@ def adjust(pvalues: list[float], correction: str = "bonferroni") -> np.ndarray:
     return out
 
 
-def seeds_for_power(smallest_effect: float, sd: float, alpha: float, paired: bool) -> float:
-    """Pairs (paired) or runs per level (unpaired) at which a two-sided t-test at `alpha` has
-    power 0.8 for a difference of `smallest_effect`, given the observed spread `sd`."""
-    if not sd > 0:
+def seeds_for_power(smallest_effect: float, unit_sd: float, alpha: float) -> float:
+    """Seeds at which a two-sided t-test at `alpha` of a difference whose one-seed spread is
+    `unit_sd` has power 0.8 for a difference of `smallest_effect` (statsmodels; its n - 1
+    degrees of freedom make this a little conservative beside a pooled residual)."""
+    if not unit_sd > 0:
         return float("nan")
-    effect_size = smallest_effect / sd
-    power = TTestPower() if paired else TTestIndPower()
+    effect_size = smallest_effect / unit_sd
+    power = TTestPower()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the solver warns near its bounds; 2 is the floor anyway
         try:
@@ -129,11 +157,11 @@ def interaction_test(frame: pd.DataFrame, a: str, b: str, value: str, others: li
         return float("nan"), float("nan")
     terms = [f"C({names[a]}) * C({names[b]})", *[f"C({names[c]})" for c in [*others, *([block] if block else [])]
                                                 if data[names[c]].nunique() > 1]]
-    model = ols("y ~ " + " + ".join(terms), data=data).fit()
-    if model.df_resid < 1:
-        return float("nan"), float("nan")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+        warnings.simplefilter("ignore")  # rank-deficient designs (a missing run) still give type-II tests
+        model = ols("y ~ " + " + ".join(terms), data=data).fit()
+        if model.df_resid < 1:
+            return float("nan"), float("nan")
         table = anova_lm(model, typ=2)
     row = table.loc[f"C({names[a]}):C({names[b]})"]
     return float(row["F"]), float(row["PR(>F)"])
@@ -143,8 +171,9 @@ def variance_shares(frame: pd.DataFrame, factors: list[str], value: str, interac
                     n_resamples: int = 199, seed: int = 0) -> pd.DataFrame:
     """Each factor's (and each listed interaction's) share of the total sum of squares of
     `value`, beside the seeds' share (what is left: runs of one configuration differ only in
-    their seed), from value ~ factors + interactions (type-II ANOVA); 95% intervals by a
-    percentile bootstrap over runs (scipy.stats.bootstrap)."""
+    their seed), from value ~ factors + interactions; 95% intervals by a percentile bootstrap
+    over runs (scipy.stats.bootstrap). Sequential (type-I) sums of squares add up to the total
+    in every resample, so each share stays in [0, 1]; in a balanced design they equal type II."""
     data, names = _safe_columns(frame.dropna(subset=[value]), factors)
     data["y"] = frame.loc[data.index, value].astype(float).to_numpy()
     used = [f for f in factors if data[names[f]].nunique() > 1]
@@ -160,7 +189,7 @@ def variance_shares(frame: pd.DataFrame, factors: list[str], value: str, interac
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                table = anova_lm(ols(formula, data=sample).fit(), typ=2)
+                table = anova_lm(ols(formula, data=sample).fit(), typ=1)
             except (ValueError, np.linalg.LinAlgError):
                 return np.full(len(labels), np.nan)
         total = float(((sample["y"] - sample["y"].mean()) ** 2).sum())

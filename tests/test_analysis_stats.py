@@ -8,142 +8,127 @@ from scipy import stats as sps
 
 from analysis import stats
 
-X = [1.0, 2.0, 3.0, 4.0, 5.0]
-Y = [3.0, 4.0, 5.0, 6.0, 8.0]
+
+def two_configs(x, y, factor="activation", value="test_acc"):
+    return pd.DataFrame({factor: ["relu"] * len(x) + ["gelu"] * len(y), "seed": [*range(len(x)), *range(len(y))],
+                         value: [*x, *y]})
 
 
-def frame(groups: dict, factor="activation", value="final_val_acc", **extra) -> pd.DataFrame:
-    rows = [{factor: k, value: v, **extra} for k, vs in groups.items() for v in vs]
-    return pd.DataFrame(rows)
+def test_two_configurations_blocked_by_seed_are_a_paired_t_test():
+    x, y = [0.90, 0.92, 0.91, 0.95, 0.93], [0.91, 0.94, 0.92, 0.97, 0.93]
+    model = stats.BlockModel(two_configs(x, y), ["activation"], "test_acc", "seed")
+    difference = model.contrast([(("gelu",), ("relu",))])
+    paired = sps.ttest_rel(y, x)
+    assert difference.effect == pytest.approx(np.mean(y) - np.mean(x))
+    assert difference.p == pytest.approx(paired.pvalue)
+    assert difference.df == 4
+    assert difference.interval(0.9) == pytest.approx(tuple(paired.confidence_interval(0.9)))
+    # one seed's difference has the spread of the paired differences
+    assert difference.unit_sd == pytest.approx(np.std(np.subtract(y, x), ddof=1))
 
 
-def test_pairwise_matches_hand_computed_values():
-    table = stats.pairwise(frame({"a": X, "b": Y}), "activation", "final_val_acc", baseline="b")
-    row = table.iloc[0]
-    assert row["mean_diff"] == pytest.approx(3.0 - 5.2)
-    # pooled sd sqrt((2.5 + 3.7) / 2); Hedges' correction 1 - 3 / (4 (n1 + n2) - 9)
-    assert row["cohen_d"] == pytest.approx(-2.2 / np.sqrt(3.1))
-    assert row["hedges_g"] == pytest.approx(-2.2 / np.sqrt(3.1) * (1 - 3 / 31))
-    assert row["mwu_U"] == 4.5  # pairs with x > y count 1, ties 0.5: (2 > ... ) counted by hand
-    assert row["cles"] == pytest.approx(4.5 / 25)
-    assert row["cliffs_delta"] == pytest.approx(2 * 4.5 / 25 - 1)
-    assert row["ci_low"] < row["mean_diff"] < row["ci_high"]
+def test_without_blocks_it_is_students_t():
+    x, y = [0.90, 0.92, 0.91, 0.95], [0.91, 0.94, 0.92, 0.97, 0.93]
+    difference = stats.BlockModel(two_configs(x, y), ["activation"], "test_acc", None).contrast([(("gelu",), ("relu",))])
+    assert difference.p == pytest.approx(sps.ttest_ind(y, x).pvalue)
 
 
-def test_exact_mann_whitney_of_separated_samples():
-    row = stats.pairwise(frame({"a": [1, 2, 3], "b": [4, 5, 6]}), "activation", "final_val_acc", baseline="b").iloc[0]
-    assert row["mwu_U"] == 0 and row["p_mwu"] == pytest.approx(0.1)  # 2 of C(6, 3) = 20 orderings
-    assert row["cliffs_delta"] == -1 and row["cles"] == 0
+def test_a_contrast_averages_over_the_cells_it_spans():
+    rows = [{"activation": a, "batchnorm": b, "seed": s, "test_acc": 0.8 + 0.02 * (a == "gelu") + 0.01 * b + 0.001 * s
+             + 0.002 * ((s * 7 + (a == "gelu") * 3 + b) % 5)} for a in ("relu", "gelu") for b in (0, 1) for s in range(4)]
+    frame = pd.DataFrame(rows)
+    model = stats.BlockModel(frame, ["activation", "batchnorm"], "test_acc", "seed")
+    difference = model.contrast([(("gelu", 0), ("relu", 0)), (("gelu", 1), ("relu", 1))])
+    means = frame.groupby("activation")["test_acc"].mean()
+    assert difference.effect == pytest.approx(means["gelu"] - means["relu"])
 
 
-def test_pairwise_agrees_with_scipy_on_a_fixed_dataset():
-    rng = np.random.default_rng(7)
-    data = {"relu": rng.normal(0.9, 0.02, 10), "gelu": rng.normal(0.88, 0.03, 10), "elu": rng.normal(0.9, 0.01, 10)}
-    table = stats.pairwise(frame(data), "activation", "final_val_acc", baseline="relu", correction="bh")
-    for _, row in table.iterrows():
-        x, y = data[row["level"]], data["relu"]
-        assert row["p_welch"] == pytest.approx(sps.ttest_ind(x, y, equal_var=False).pvalue)
-        assert row["p_mwu"] == pytest.approx(sps.mannwhitneyu(x, y).pvalue)
-    bh = sps.false_discovery_control(table["p_welch"].to_numpy(), method="bh")
-    assert table["p_welch_corrected"].to_numpy() == pytest.approx(bh)
+def test_degenerate_inputs_give_no_difference():
+    one_seed = stats.BlockModel(two_configs([0.9], [0.8]), ["activation"], "test_acc", "seed")
+    assert one_seed.contrast([(("gelu",), ("relu",))]) is None
+    constant = stats.BlockModel(two_configs([0.5, 0.5], [0.5, 0.5]), ["activation"], "test_acc", "seed")
+    assert constant.contrast([(("gelu",), ("relu",))]) is None
+    model = stats.BlockModel(two_configs([0.9, 0.91], [0.8, 0.82]), ["activation"], "test_acc", "seed")
+    assert model.contrast([(("elu",), ("relu",))]) is None  # a configuration with no run
 
 
-def test_corrections_known_answers():
-    p = pd.Series([0.01, 0.04, 0.03])
-    assert stats.correct(p, "holm").tolist() == pytest.approx([0.03, 0.06, 0.06])
-    assert stats.correct(p, "bh").tolist() == pytest.approx([0.03, 0.04, 0.04])
-    assert stats.correct(pd.Series([0.02, np.nan]), "holm").tolist()[0] == pytest.approx(0.02)
-    with pytest.raises(ValueError, match="holm"):
-        stats.correct(p, "sidak-ish")
+def test_family_intervals_and_adjusted_p_agree():
+    assert stats.family_confidence(0.05, 4) == pytest.approx(1 - 0.0125)
+    assert stats.family_confidence(0.05, 4, "sidak") == pytest.approx(0.95 ** 0.25)
+    assert stats.adjust([0.01, 0.04, np.nan]).tolist()[:2] == pytest.approx([0.02, 0.08])
+    assert np.isnan(stats.adjust([0.01, 0.04, np.nan])[2])
+    # the interval at the family level excludes 0 exactly when the adjusted p is below alpha
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        x = rng.normal(0.9, 0.01, 5)
+        y = x + rng.normal(0.008, 0.006, 5)
+        difference = stats.BlockModel(two_configs(x, y), ["activation"], "test_acc", "seed").contrast(
+            [(("gelu",), ("relu",))])
+        low, high = difference.interval(stats.family_confidence(0.05, 3))
+        assert (low > 0 or high < 0) == (min(1.0, 3 * difference.p) < 0.05)
 
 
-def test_omnibus_agrees_with_scipy_and_pingouin():
-    rng = np.random.default_rng(3)
-    data = {k: rng.normal(m, s, 8) for k, m, s in [("a", 0.8, 0.01), ("b", 0.82, 0.05), ("c", 0.79, 0.02)]}
-    table = stats.omnibus(frame(data), "activation", "final_val_acc").set_index("test")
-    assert table.loc["Kruskal-Wallis H", "p"] == pytest.approx(sps.kruskal(*data.values()).pvalue)
-    assert table.loc["one-way ANOVA F", "p"] == pytest.approx(sps.f_oneway(*data.values()).pvalue)
-    welch = pg.welch_anova(data=frame(data), dv="final_val_acc", between="activation")
-    assert table.loc["Welch ANOVA F", "p"] == pytest.approx(welch["p_unc"].iloc[0] if "p_unc" in welch else welch["p-unc"].iloc[0])
+def test_seeds_for_power_is_statsmodels_power():
+    from statsmodels.stats.power import TTestPower
+
+    n = stats.seeds_for_power(0.01, 0.01, 0.05)
+    assert TTestPower().power(effect_size=1.0, nobs=n, alpha=0.05) == pytest.approx(0.8, abs=1e-3)
+    assert np.isnan(stats.seeds_for_power(0.01, 0.0, 0.05))
 
 
-def test_two_way_anova_agrees_with_pingouin():
+def test_interaction_test_agrees_with_pingouin():
     rng = np.random.default_rng(5)
-    rows = [{"activation": a, "batchnorm": b, "final_val_acc": rng.normal(0.8 + 0.05 * (a == "gelu") * b, 0.02)}
+    rows = [{"activation": a, "batchnorm": b, "test_acc": rng.normal(0.8 + 0.05 * (a == "gelu") * b, 0.02)}
             for a in ("relu", "gelu", "elu") for b in (False, True) for _ in range(5)]
     data = pd.DataFrame(rows)
-    ours = stats.two_way_anova(data, "activation", "batchnorm", "final_val_acc").set_index("term")
-    theirs = pg.anova(data=data.assign(batchnorm=data["batchnorm"].astype(str)), dv="final_val_acc",
+    f_stat, p = stats.interaction_test(data, "activation", "batchnorm", "test_acc")
+    theirs = pg.anova(data=data.assign(batchnorm=data["batchnorm"].astype(str)), dv="test_acc",
                       between=["activation", "batchnorm"], ss_type=2).set_index("Source")
     p_col = "p_unc" if "p_unc" in theirs else "p-unc"
-    assert ours.loc["activation x batchnorm", "p"] == pytest.approx(theirs.loc["activation * batchnorm", p_col])
-    assert ours.loc["activation", "F"] == pytest.approx(theirs.loc["activation", "F"])
+    assert p == pytest.approx(theirs.loc["activation * batchnorm", p_col])
+    assert f_stat == pytest.approx(theirs.loc["activation * batchnorm", "F"])
 
 
-def test_fisher_flags_gelu_without_batchnorm_failing_6_of_10():
-    rows = []
-    for activation in ("relu", "gelu"):
-        for batchnorm in (False, True):
-            for seed in range(10):
-                fails = activation == "gelu" and not batchnorm and seed < 6
-                rows.append({"trainable": "mnist1d_cnn", "activation": activation, "batchnorm": batchnorm, "seed": seed,
-                             "status": "completed", "final_val_acc": 0.11 if fails else 0.9})
-    marked = stats.mark_failures(pd.DataFrame(rows))
-    table = stats.failure_rates(marked, ["activation", "batchnorm"]).set_index("level")
-    cell = table.loc["gelu / False"]
-    assert (cell["failed"], cell["n"]) == (6, 10)
-    # hypergeometric by hand: C(34, 4) / C(40, 10), the only table as extreme
-    assert cell["p_fisher"] == pytest.approx(46376 / 847660528)
-    assert cell["p_fisher_corrected"] < 0.001
-    assert table.drop("gelu / False")["failed"].sum() == 0
+def test_fisher_and_wilson_known_answers():
+    # gelu without batchnorm fails 6 of 10, relu 0 of 10: the table and its mirror image are the only
+    # ones as extreme, each with probability C(10, 6) C(10, 0) / C(20, 6) = 210 / 38760
+    assert stats.fisher_test(6, 10, 0, 10) == pytest.approx(2 * 210 / 38760)
+    assert np.isnan(stats.fisher_test(0, 10, 0, 10)) and np.isnan(stats.fisher_test(10, 10, 10, 10))
+    rate, low, high = stats.failure_rate(6, 10)
+    # Wilson score interval for 6 / 10 at 95%
+    z = sps.norm.ppf(0.975)
+    centre, half = (0.6 + z * z / 20) / (1 + z * z / 10), z / (1 + z * z / 10) * np.sqrt(0.6 * 0.4 / 10 + z * z / 400)
+    assert (rate, low, high) == pytest.approx((0.6, centre - half, centre + half))
 
 
-def test_mark_failures_uses_chance_per_dataset_and_divergence():
+def test_probability_of_improvement_ranks_failures_last():
+    x = np.array([-np.inf, 0.9, 0.95])
+    y = np.array([0.92, 0.92, 0.92])
+    assert stats.probability_of_improvement(x, y, paired=True) == pytest.approx(1 / 3)
+    assert stats.probability_of_improvement(x, y, paired=False) == pytest.approx(3 / 9)
+
+
+def test_mark_failures_uses_the_exported_chance_rate_and_divergence():
     trials = pd.DataFrame([
-        {"trainable": "mnist1d_cnn", "status": "completed", "final_val_acc": 0.14},  # 10 classes: chance 0.1
-        {"trainable": "mnist1d_cnn", "status": "completed", "final_val_acc": 0.16},
-        {"trainable": "twitter_pos_mlp", "status": "completed", "final_val_acc": 0.08},  # 25 tags: chance 0.04
-        {"trainable": "mnist1d_cnn", "status": "diverged", "final_val_acc": 0.5},
-        {"trainable": "mnist1d_cnn", "status": "error", "final_val_acc": None},
+        {"trainable": "mnist1d_cnn", "status": "completed", "test_acc": 0.14, "chance_acc": 0.1},
+        {"trainable": "mnist1d_cnn", "status": "completed", "test_acc": 0.16, "chance_acc": 0.1},
+        {"trainable": "twitter_pos_mlp", "status": "completed", "test_acc": 0.26, "chance_acc": 0.22},
+        {"trainable": "mnist1d_cnn", "status": "diverged", "test_acc": 0.5, "chance_acc": 0.1},
+        {"trainable": "mnist1d_cnn", "status": "error", "test_acc": None, "chance_acc": None},
+        {"trainable": "mnist1d_cnn", "status": "unfinished", "test_acc": None, "chance_acc": None},
     ])
     marked = stats.mark_failures(trials)
     assert marked["did_not_train"].tolist() == [True, False, True, True]
     assert marked["failure"].tolist() == ["near chance", None, "near chance", "diverged"]
     assert stats.mark_failures(trials, margin=0.03)["did_not_train"].tolist() == [False, False, False, True]
+    # results written before the chance column: only divergence counts
+    assert stats.mark_failures(trials.drop(columns="chance_acc"))["did_not_train"].tolist() == [False, False, False, True]
 
 
-# --- degenerate inputs --------------------------------------------------------------------
-
-def test_single_seed_is_not_testable_never_nan_as_result():
-    data = frame({"relu": [0.9], "gelu": [0.8]})
-    omni = stats.omnibus(data, "activation", "final_val_acc")
-    assert omni["p"].isna().all() and (omni["note"] == "not testable: a group has fewer than 2 runs").all()
-    pair = stats.pairwise(data, "activation", "final_val_acc", baseline="relu").iloc[0]
-    assert np.isnan(pair["p_mwu"]) and pair["note"].startswith("not testable")
-    assert np.isnan(pair["p_mwu_corrected"])
-
-
-def test_one_level_only():
-    data = frame({"relu": [0.9, 0.91, 0.92]})
-    assert (stats.omnibus(data, "activation", "final_val_acc")["note"] == "not testable: fewer than 2 levels with results").all()
-    assert stats.pairwise(data, "activation", "final_val_acc").empty
-    anova = stats.two_way_anova(data.assign(batchnorm=True), "activation", "batchnorm", "final_val_acc")
-    assert anova["note"].iloc[0] == "not testable: a factor has fewer than 2 levels"
-
-
-def test_constant_values():
-    data = frame({"relu": [0.5, 0.5], "gelu": [0.5, 0.5]})
-    assert (stats.omnibus(data, "activation", "final_val_acc")["note"] == "not testable: all values are equal").all()
-    row = stats.pairwise(data, "activation", "final_val_acc", baseline="relu").iloc[0]
-    assert row["note"] == "not testable: all values are equal" and np.isnan(row["p_welch"])
-
-
-def test_all_diverged():
-    trials = pd.DataFrame([{"trainable": "mnist_mlp", "activation": a, "status": "diverged", "final_val_acc": np.nan}
-                           for a in ("relu", "gelu") for _ in range(3)])
-    marked = stats.mark_failures(trials)
-    assert marked["did_not_train"].all()
-    rates = stats.failure_rates(marked, "activation")
-    assert (rates["rate"] == 1.0).all() and (rates["note"] == "not testable: every run failed").all()
-    omni = stats.omnibus(marked, "activation", "final_val_acc")
-    assert omni["p"].isna().all() and omni["note"].str.startswith("not testable").all()
+def test_variance_shares_add_up_and_find_the_factor():
+    rng = np.random.default_rng(0)
+    rows = [{"activation": a, "seed": s, "test_acc": 0.8 + 0.05 * (a == "gelu") + rng.normal(0, 0.005)}
+            for a in ("relu", "gelu") for s in range(6)]
+    shares = stats.variance_shares(pd.DataFrame(rows), ["activation"], "test_acc").set_index("source")
+    assert shares["share"].sum() == pytest.approx(1.0)
+    assert shares.loc["activation", "share"] > 0.9 and shares.loc["activation", "ci_low"] > 0.8
