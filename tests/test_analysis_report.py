@@ -13,6 +13,7 @@ import ray
 from nbclient import NotebookClient
 
 from analysis import report
+from analysis.compare import FINDINGS_COLUMNS, VERDICTS
 from analysis.load import ResultsError, load_results
 from conftest import REPO
 from study.run import main
@@ -45,7 +46,7 @@ def activation_results(tmp_path_factory, data_root, local_ray):
 
 @pytest.fixture(scope="module")
 def optimizer_results(tmp_path_factory, data_root, local_ray):
-    return run_study("optimizer_benchmark", tmp_path_factory.mktemp("studies"), data_root)
+    return run_study("optimizer_benchmark", tmp_path_factory.mktemp("studies"), data_root, "--seeds", "2")
 
 
 def test_report_on_a_real_smoke_study(activation_results, tmp_path):
@@ -53,30 +54,48 @@ def test_report_on_a_real_smoke_study(activation_results, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "analysis.report", str(activation_results), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "comparisons decided" in proc.stdout
     text = (out / "report.md").read_text()
-    for heading in ("# Study mnist1d_grid", "## Trials by status", "## Summary", "## Figures", "## Significance tests",
-                    "## Runs that did not train", "Two-way ANOVA (type II) activation x batchnorm",
-                    "activation: each level vs relu", "only runs that trained"):
+    # the findings come first, before any figure or detail table
+    assert text.index("## Findings") < text.index("## Figures") < text.index("## What the findings rest on")
+    for heading in ("# Study mnist1d_grid", "| factor ", "| verdict ", "Interactions (type-II ANOVA",
+                    "Share of the variance", "Comparisons in detail"):
         assert heading in text, heading
-    for figure in ("box_final_val_acc", "box_best_val_acc", "box_train_time_s", "box_train_us_per_sample",
-                   "curves_activation", "heatmap"):
+    for figure in ("forest", "box_test_acc", "box_train_us_per_sample", "curves_activation", "heatmap"):
         assert (out / f"{figure}.png").stat().st_size > 10_000, figure
         assert f"]({figure}.png)" in text
-    assert "<img src='box_final_val_acc.png'" in (out / "report.html").read_text()
+    assert "<img src='forest.png'" in (out / "report.html").read_text()
+    table = pd.read_csv(out / "findings.csv")
+    assert list(table.columns) == FINDINGS_COLUMNS
+    # relu and gelu x batchnorm on and off, 2 seeds: gelu vs relu and batchnorm on vs off
+    assert set(table["factor"]) == {"activation", "batchnorm"}
+    assert set(table["verdict"]) <= set(VERDICTS) and (table["metric"] == "test_acc").all()
+    trials = pd.read_parquet(activation_results / "trials.parquet")
+    assert trials["chance_acc"].between(0.05, 0.5).all()  # the majority-class rate of the (cut) test set
 
 
-def test_report_on_optimizer_benchmark_has_the_summary(optimizer_results, tmp_path):
+def test_optimizer_benchmark_compares_optimizers_within_each_dataset(optimizer_results, tmp_path):
     results = load_results(optimizer_results)
-    path = report.build_report(results, tmp_path)
-    text = path.read_text()
-    assert "## Optimizer benchmark" in text and "generalization_gap" in text and "loss_variance_across_seeds" in text
+    report.build_report(results, tmp_path)
+    table = pd.read_csv(tmp_path / "findings.csv")
+    assert table["factor"].iloc[0] == "optimizer"  # the headline factor, not the dataset
+    assert set(table["factor"]) <= {"optimizer", "regularization"}
+    optimizer = table[table["factor"] == "optimizer"]
+    assert set(optimizer["stratum"]) == {"trainable=fashion_mnist_mlp", "trainable=mnist_mlp"}
+    assert set(optimizer["reference"]) == {"sgd"} and set(optimizer["level"]) == {"cubic_adam"}
+    text = (tmp_path / "report.md").read_text()
+    assert "### Optimizer benchmark" in text
+    assert "generalization_gap" in text and "loss_variance_across_seeds" in text
 
 
 def test_report_on_an_optuna_study(tmp_path, data_root, local_ray):
-    run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "3")
+    run_study("optuna", tmp_path, data_root, "mnist1d_cnn", "--num-samples", "4", "--name", "my_search")
     out = tmp_path / "report"
-    report.build_report(load_results(tmp_path / "optuna_mnist1d_cnn"), out)
+    report.build_report(load_results(tmp_path / "my_search"), out)  # recognised from the spec, not the name
+    text = (out / "report.md").read_text()
+    assert "No significance tests: an Optuna search" in text and "Parameter importance" in text
     assert (out / "optuna_progress.png").exists() and (out / "optuna_params.png").exists()
+    assert pd.read_csv(out / "findings.csv").empty
 
 
 def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root, local_ray):
@@ -84,6 +103,9 @@ def test_report_on_depth_study_shows_gradient_norms(tmp_path, data_root, local_r
     out = tmp_path / "report"
     report.build_report(load_results(tmp_path / "mnist_depth"), out)
     assert (out / "gradient_norms.png").stat().st_size > 10_000
+    # one seed per configuration: no tests, and the report says so
+    assert "each configuration has one seed" in (out / "report.md").read_text()
+    assert (pd.read_csv(out / "findings.csv")["verdict"] == "not testable").all()
 
 
 @pytest.mark.parametrize("notebook, results", [("activation_study.ipynb", "activation_results"),
