@@ -4,15 +4,18 @@ how many seeds would decide it.
 
 How a comparison is made (the design comes from analysis.design):
 - The unit is one run (one seed of one configuration). Runs that errored or did not finish
-  are not results: they are left out and counted. A run that diverged or stayed at chance is
-  a result (a bad one); failures also get their own table.
+  are not results: they are left out and counted. A run that diverged or stayed at chance
+  failed: the effects are estimated on the runs that trained, and each comparison counts its
+  failures beside (with Fisher's exact test), as does the failures table.
 - Within each stratum (dataset), the factor's interaction with every other factor is tested
   (type-II ANOVA with the seed as a block). Where it interacts (p < alpha), the factor is
-  compared within each level of the other (simple effects); otherwise over its levels.
-- A level is paired with the reference run that has the same seed and the same levels of the
-  factors averaged over (seeds set initialisation and data order in every configuration), and
-  the effect is the mean of those per-pair differences with a t interval (paired t). Where runs
-  cannot be paired, Welch's t on the two groups of runs.
+  compared within each level of the other (simple effects); otherwise averaged over it.
+- The effect of a level is a contrast of configuration means in metric ~ configuration + seed
+  (stats.BlockModel): the configurations of the level against those of the reference that
+  differ only in this factor, averaged over the levels of the factors it is averaged over.
+  Seeds are blocks (they set initialisation and data order in every configuration), and the
+  residual variance is pooled over the stratum's configurations; with two configurations this
+  is the paired t-test. Without shared seeds the block term is dropped.
 - Each factor is one family: with m comparisons, every interval is at 1 - alpha/m (Bonferroni;
   or Šidák) and p-values are adjusted the same way, so an interval excludes 0 exactly when the
   adjusted p is below alpha.
@@ -20,9 +23,9 @@ How a comparison is made (the design comes from analysis.design):
   the sentence says when the effect is smaller than the smallest effect that matters);
   `equivalent` when the interval holds 0 and lies inside +/- the smallest effect; else
   `inconclusive`; `not testable` when there is nothing to estimate a spread from.
-- `seeds_needed`: the seeds per configuration at which a paired (or Welch) t-test at the
-  family's per-comparison level has power 0.8 for the smallest effect, given the spread
-  observed; for an inconclusive comparison at least one seed more than it has.
+- `seeds_needed`: the seeds per configuration at which a t-test at the family's
+  per-comparison level has power 0.8 for the smallest effect, given the spread observed; for
+  an inconclusive comparison at least one seed more than it has.
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
   their rows are `not testable`; the report shows parameter importances instead.
 """
@@ -112,13 +115,10 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
     runs = stats.mark_failures(trials, margin=margin)
     names = design.names
-    config_columns = [*design.strata, *names]
-    one_seed = bool(len(runs)) and runs.groupby(config_columns, dropna=False)["seed"].nunique().max() <= 1 \
-        if config_columns else len(runs) <= 1
     untestable = None
     if design.search == "optuna":
         untestable = "an Optuna search samples configurations adaptively, one seed each: nothing to test over seeds"
-    elif one_seed:
+    elif _one_seed_each(runs, [*design.strata, *names]):
         untestable = "each configuration has one seed: no seed-to-seed spread to test against"
 
     comparisons, interactions, shares = [], [], []
@@ -142,6 +142,12 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
                     _failures(runs, design, metric), importances, untestable)
+
+
+def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:
+    if runs.empty or not config_columns:
+        return len(runs) <= 1
+    return runs.groupby(config_columns, dropna=False)["seed"].nunique().max() <= 1
 
 
 def _strata(runs: pd.DataFrame, strata: tuple[str, ...]):
