@@ -276,6 +276,7 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
     table["p_failures"] = [stats.fisher_test(r["failed"], r["runs"], r["failed_ref"], r["runs_ref"])
                            for _, r in table.iterrows()]
     table["finding"] = [_sentence(row, metric, smallest_effect, alpha) for _, row in table.iterrows()]
+    table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where not testable
     return table.drop(columns="difference")
 
 

@@ -120,7 +120,7 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
                             for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "verdict": table["verdict"],
         "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
-        "seeds needed": [str(int(v)) if verdict == "inconclusive" and np.isfinite(v) else ""
+        "seeds needed": [str(v) if verdict == "inconclusive" and not pd.isna(v) else ""
                          for v, verdict in zip(table["seeds_needed"], table["verdict"])],
         "failed runs": [f"{a} of {n} vs {b} of {m}" if a or b else "" for a, n, b, m in
                         zip(table["failed"], table["runs"], table["failed_ref"], table["runs_ref"])],
