@@ -134,9 +134,8 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha, correction)
     importances = pd.DataFrame()
     if untestable and len(runs):
-        params = names or [c for c in ("lr", "weight_decay", "dropout", "activation", "batchnorm")
-                           if c in runs and runs[c].nunique() > 1]
-        importances = parameter_importances(runs, params, metric, METRICS[metric], categorical=set(names))
+        importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
+                                            categorical=set(names))
     return Analysis(metric, smallest_effect, alpha, correction, margin, design, runs, excluded, table,
                     pd.DataFrame(interactions, columns=["stratum", "factor", "other", "F", "p", "simple_effects"]),
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(

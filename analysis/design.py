@@ -24,6 +24,8 @@ from trainables.errors import UserError
 STRATA = ("trainable",)  # compared within, never pooled across
 NOT_DESIGN = {"replicates", "aggregate"}  # how seeds were batched, not what was compared
 MAX_LEVELS = 12  # more distinct values than this: a continuous parameter (an Optuna search), not a grid axis
+# What hpstudy's Optuna searches sample (study.spaces.optuna_space); their spec has no axes.
+SEARCHED = ("lr", "weight_decay", "dropout", "activation", "batchnorm")
 # Without a spec, the level others are compared with: each factor's usual default.
 CONVENTIONAL_BASELINES = {"activation": "relu", "batchnorm": False, "optimizer": "sgd", "regularization": "none",
                           "init": "default"}
@@ -42,6 +44,10 @@ class Design:
     strata: tuple[str, ...]  # columns compared within (the dataset, where a study has several)
     search: str  # "grid" or "optuna"
     from_spec: bool
+
+    def searched(self, runs: pd.DataFrame) -> list[str]:
+        """The parameters that vary across `runs`: the factors, or what an Optuna search sampled."""
+        return self.names or [c for c in SEARCHED if c in runs and runs[c].nunique() > 1]
 
     def factor(self, name: str) -> Factor:
         return next(f for f in self.factors if f.name == name)

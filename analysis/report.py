@@ -186,7 +186,7 @@ def _figures(doc: Document, results: Results, analysis: Analysis):
 def _search_figures(doc: Document, analysis: Analysis, mode: str):
     runs, metric = analysis.runs, analysis.metric
     doc.figure(plots.optuna_progress(runs, metric, mode), "optuna_progress", "Optuna: objective and best so far")
-    params = [p for p in ("lr", "weight_decay", "dropout", "activation", "batchnorm") if p in runs and runs[p].nunique() > 1]
+    params = analysis.design.searched(runs)
     if params:
         doc.figure(plots.optuna_params(runs, params, metric), "optuna_params", "Optuna: objective against each parameter")
 
