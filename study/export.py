@@ -1,4 +1,4 @@
-"""Study results -> `<storage>/<study>/epochs.parquet` and `trials.parquet` (DESIGN.md's contract).
+"""Study results -> `<storage>/<study>/epochs.parquet` and `trials.parquet` (ARCHITECTURE.md's contract).
 
 Each row carries the trial's full config (defaults filled in), so a row
 describes itself. Files are written atomically (temp file + rename on a local

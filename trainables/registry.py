@@ -1,6 +1,6 @@
 """TRAINABLES: name -> spec (dataset, model builder, defaults), and config validation.
 
-A trial config is the common keys (DESIGN.md's contract) plus the keys its
+A trial config is the common keys (ARCHITECTURE.md's contract) plus the keys its
 trainable adds. `resolve_config` fills in defaults and rejects unknown keys and
 bad values with one line that lists the valid choices.
 """
