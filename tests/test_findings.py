@@ -170,14 +170,17 @@ def test_results_without_a_spec_fall_back_to_the_config_columns(two_datasets, tm
 @pytest.mark.parametrize("blocked", [True, False])
 def test_interval_coverage_at_five_seeds(blocked):
     """The intervals the findings use hold their 95% coverage at 5 seeds, in 1000 simulated
-    comparisons of two configurations (seed-blocked, as in a grid study, and not)."""
+    comparisons of two configurations: seed-blocked where configurations share seeds (as in a
+    grid study), unblocked where each run has a seed of its own."""
     rng = np.random.default_rng(2026)
     true_effect, covered, trials = 0.004, 0, 1000
     seeds = np.arange(5)
     for _ in range(trials):
         seed_part = rng.normal(0, 0.01, 5)  # what a seed does to every configuration
-        frame = pd.DataFrame({"activation": ["relu"] * 5 + ["gelu"] * 5, "seed": np.tile(seeds, 2),
-                              "test_acc": np.concatenate([0.9 + seed_part + rng.normal(0, 0.003, 5),
+        seed_part_ref = seed_part if blocked else rng.normal(0, 0.01, 5)
+        frame = pd.DataFrame({"activation": ["relu"] * 5 + ["gelu"] * 5,
+                              "seed": np.concatenate([seeds, seeds if blocked else seeds + 5]),
+                              "test_acc": np.concatenate([0.9 + seed_part_ref + rng.normal(0, 0.003, 5),
                                                           0.9 + true_effect + seed_part + rng.normal(0, 0.003, 5)])})
         model = stats.BlockModel(frame, ["activation"], "test_acc", "seed" if blocked else None)
         low, high = model.contrast([(("gelu",), ("relu",))]).interval(0.95)
