@@ -154,7 +154,7 @@ def _strata(runs: pd.DataFrame, strata: tuple[str, ...]):
         yield {}, runs
         return
     for key, data in runs.groupby(list(strata), sort=False):
-        yield dict(zip(strata, key if isinstance(key, tuple) else (key,))), data
+        yield dict(zip(strata, key)), data  # grouped by a list: keys are tuples
 
 
 def _label(stratum: dict, cell: dict) -> str:
@@ -202,7 +202,7 @@ def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: 
         averaged = [g for g in names if g != factor.name and g not in interacting]
         cells = data.groupby(interacting, sort=False) if interacting else [((), data)]
         for cell_key, cell in cells:
-            fixed = dict(zip(interacting, cell_key if isinstance(cell_key, tuple) else (cell_key,)))
+            fixed = dict(zip(interacting, cell_key))
             reference = cell[cell[factor.name] == factor.baseline]
             for level in factor.levels:
                 if level == factor.baseline:
@@ -295,7 +295,10 @@ def _amount(value: float, metric: str) -> str:
     return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
 
 
-def _signed(value: float, metric: str) -> str:
+def signed(value: float, metric: str) -> str:
+    """A difference as a reader sees it: accuracy in signed points, other metrics in their units."""
+    if not math.isfinite(value):
+        return ""
     return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
@@ -303,7 +306,7 @@ def _sentence(row: pd.Series, metric: str, smallest_effect: float, alpha: float)
     """The comparison in words a reader can act on."""
     where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
     pair = f"{row['level']} vs {row['reference']}{where}"
-    interval = f"[{_signed(row['ci_low'], metric)}, {_signed(row['ci_high'], metric)}]"
+    interval = f"[{signed(row['ci_low'], metric)}, {signed(row['ci_high'], metric)}]"
     verdict = row["verdict"]
     if verdict in ("better", "worse"):
         text = f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}"
@@ -312,11 +315,11 @@ def _sentence(row: pd.Series, metric: str, smallest_effect: float, alpha: float)
     elif verdict == "equivalent":
         text = f"{pair}: equivalent, within ±{_amount(smallest_effect, metric)} {interval}"
     elif verdict == "inconclusive":
-        text = (f"{pair}: undecided, {_signed(row['effect'], metric)} {interval}; "
+        text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}; "
                 f"about {int(row['seeds_needed'])} seeds per configuration would decide it"
                 if math.isfinite(row["seeds_needed"]) else f"{pair}: undecided")
     else:
-        effect = "" if not math.isfinite(row["effect"]) else f" (observed {_signed(row['effect'], metric)})"
+        effect = "" if not math.isfinite(row["effect"]) else f" (observed {signed(row['effect'], metric)})"
         text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
     if row["failed"] or row["failed_ref"]:
         counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"

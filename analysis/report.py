@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import compare, plots, stats  # noqa: E402
-from analysis.compare import Analysis, analyse  # noqa: E402
+from analysis.compare import Analysis, analyse, signed  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
@@ -100,12 +100,6 @@ class Document:
 
 
 
-def _points(value: float, metric: str) -> str:
-    if not np.isfinite(value):
-        return ""
-    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
-
-
 def findings_view(analysis: Analysis) -> pd.DataFrame:
     """The findings table as a reader sees it: words and points, not columns of floats."""
     table = analysis.comparisons
@@ -115,8 +109,8 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
         "factor": table["factor"],
         "where": table["stratum"],
         "comparison": [f"{lv} vs {ref}" for lv, ref in zip(table["level"], table["reference"])],
-        f"effect{unit}": [_points(v, metric) for v in table["effect"]],
-        f"interval{unit}": [f"{_points(lo, metric)} to {_points(hi, metric)}" if np.isfinite(lo) else ""
+        f"effect{unit}": [signed(v, metric) for v in table["effect"]],
+        f"interval{unit}": [f"{signed(lo, metric)} to {signed(hi, metric)}" if np.isfinite(lo) else ""
                             for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "verdict": table["verdict"],
         "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
@@ -151,7 +145,7 @@ def answer(analysis: Analysis) -> list[str]:
             items = []
             for _, r in chosen.iterrows():
                 place = "" if r["stratum"] == "all" else f" with {r['stratum']}"
-                amount = f" {_points(r['effect'], metric)}" if verdict in ("better", "worse") else ""
+                amount = f" {signed(r['effect'], metric)}" if verdict in ("better", "worse") else ""
                 items.append(f"{r['level']}{place}{amount}")
             name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
             parts.append(f"{name}: {'; '.join(items)}")
