@@ -1,2 +1,6 @@
+"""python -m study.cifar10_grid: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("cifar10_grid")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("cifar10_grid"))

@@ -154,7 +154,11 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
     epochs_frame = pd.DataFrame(epochs)
     if not epochs_frame.empty:
         epochs_frame = epochs_frame.sort_values(["trial_id", "epoch"], kind="stable").reset_index(drop=True)
-        assert not epochs_frame.duplicated(["trial_id", "epoch"]).any(), "one row per (trial_id, epoch)"
+        duplicated = epochs_frame.duplicated(["trial_id", "epoch"])
+        if duplicated.any():  # a bug upstream, never bad input: refuse to write a file that breaks the contract
+            first = epochs_frame[duplicated].iloc[0]
+            raise ValueError(f"epochs hold more than one row for trial {first['trial_id']} epoch {first['epoch']}; "
+                             "the contract is one row per (trial_id, epoch)")
     trials_frame = pd.DataFrame(trials)
     if not trials_frame.empty:
         trials_frame = trials_frame.sort_values("trial_id", kind="stable").reset_index(drop=True)

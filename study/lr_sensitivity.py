@@ -1,2 +1,6 @@
+"""python -m study.lr_sensitivity: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("lr_sensitivity")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("lr_sensitivity"))

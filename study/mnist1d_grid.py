@@ -1,2 +1,6 @@
+"""python -m study.mnist1d_grid: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("mnist1d_grid")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("mnist1d_grid"))

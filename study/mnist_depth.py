@@ -1,2 +1,6 @@
+"""python -m study.mnist_depth: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("mnist_depth")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("mnist_depth"))

@@ -1,2 +1,6 @@
+"""python -m study.optimizer_benchmark: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("optimizer_benchmark")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("optimizer_benchmark"))

@@ -1,2 +1,6 @@
+"""python -m study.optuna: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("optuna")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("optuna"))

@@ -226,19 +226,39 @@ def check_storage(options: RunOptions) -> None:
 
         has_results = tune.Tuner.can_restore(options.folder)
     else:
-        existing = Path(options.storage)
-        while not existing.exists():
-            existing = existing.parent
-        if not existing.is_dir() or not os.access(existing, os.W_OK):
-            raise UserError(f"--storage {options.storage} is not writable ({existing} is "
-                            f"{'not a folder' if not existing.is_dir() else 'read-only'}); choose a writable folder")
         folder = Path(options.folder)
         has_results = folder.exists() and any(folder.iterdir())  # anything there: never overwrite it
+        if not has_results:
+            probe_storage(folder, options.storage)
     if options.resume and not has_results:
         raise UserError(f"nothing to resume at {options.folder}; run without --resume to start the study")
     if not options.resume and has_results:
         raise UserError(f"results already exist at {options.folder}; pass --resume to continue them, "
                         "or --name NEW (or another --storage) to start a new study")
+
+
+def probe_storage(folder: Path, storage: str) -> None:
+    """Create the study folder and a file in it, then remove what the probe made: permission
+    bits can call a place writable where nothing can be created (/proc, a read-only mount)."""
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UserError(f"--storage {storage} is not writable ({existing} is not a folder); choose a writable folder")
+    created = []
+    try:
+        for path in [*reversed(folder.parents), folder]:
+            if not path.exists():
+                path.mkdir()
+                created.append(path)
+        (folder / ".hpstudy-probe").write_bytes(b"")
+        (folder / ".hpstudy-probe").unlink()
+    except OSError as exc:
+        raise UserError(f"--storage {storage} is not writable (cannot create {folder}: {exc.strerror or exc}); "
+                        "choose a writable folder") from None
+    finally:
+        for path in reversed(created):
+            path.rmdir()
 
 
 def _run_file(options: RunOptions):

@@ -1,2 +1,6 @@
+"""python -m study.stl10_grid: the preset of that name (study.presets)."""
+
 from study.run import main
-raise SystemExit(main("stl10_grid")) if __name__ == "__main__" else None
+
+if __name__ == "__main__":
+    raise SystemExit(main("stl10_grid"))

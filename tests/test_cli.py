@@ -53,6 +53,8 @@ def test_diverged_loss_prints_as_json_null(replicates, tmp_path, fixture_sums):
     (["mnist1d_cnn", "--set", "lr=0"], "lr must be a positive number"),
     (["mnist1d_cnn", "--set", "batch_size=-4"], "batch_size must be a positive integer"),
     (["mnist1d_cnn", "--set", "dropout=1"], "dropout must lie in [0, 1)"),
+    (["stl10_conv6", "--set", "dropout=[0.1, 0.2]"], "dropout lists 2 probabilities but stl10_conv6 has 1 dropout"),
+    (["mnist_mlp", "--set", "dropout=[0.1, 0.2, 0.3]"], "mnist_mlp has 2 dropout layer(s); give one number or a list of 2"),
     (["mnist1d_cnn", "--set", "lr"], "--set takes key=value"),
     (["cifar10_lenet"], "no dataset found at"),
     (["stl10_conv6"], "pass --download"),
@@ -67,3 +69,10 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, expected):
     assert expected in lines[0]
     assert "Traceback" not in result.stderr and result.stdout == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no data root, no cache, nothing
+
+
+def test_a_per_layer_dropout_list_trains_the_one_dropout_of_a_cnn(tmp_path, fixture_sums):
+    result = trainables_cli("mnist1d_cnn", "--set", "epochs=1", "--set", "dropout=[0.3]",
+                            "--data-root", str(fixture_sums[0]), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1])["epoch"] == 1

@@ -1,10 +1,13 @@
 """Parquet export: one row per (trial, epoch), self-describing rows, atomic writes, metadata."""
 
 import json
+import subprocess
+import sys
 
 import pandas as pd
 import pyarrow.parquet as pq
 
+from conftest import REPO
 from study import export
 from study.presets import STUDIES
 
@@ -51,8 +54,9 @@ def test_trial_rows_statuses_and_best_epoch():
 
 
 def test_write_results_is_atomic_and_self_describing(tmp_path):
-    config = {"trainable": "mnist_mlp", "regularization": "none", "optimizer": "sgd", "init": "auto",
-              "weight_decay": 0.0, "seed": 0}
+    # the study's own fixed keys: its per-layer dropout needs its three hidden layers
+    config = {**STUDY.fixed, "regularization": "none", "optimizer": "sgd", "init": "auto", "weight_decay": 0.0,
+              "seed": 0}
     trials = {"a": {"config": config, "history": history([1, 2], test_acc=0.9), "error": None, "finished": True},
               "b": {"config": {**config, "regularization": "dropout"}, "history": history([1]), "error": None,
                     "finished": True}}
@@ -66,3 +70,19 @@ def test_write_results_is_atomic_and_self_describing(tmp_path):
     assert set(json.loads(meta[b"hpstudy.versions"])) >= {"torch", "ray", "pandas", "pyarrow"}
     assert json.loads(meta[b"hpstudy.run"]) == {"smoke": True}
     assert b"hpstudy.git_commit" in meta
+
+
+def test_duplicate_epoch_rows_are_refused_even_under_python_O(tmp_path):
+    # a real error, not an assert that `python -O` would strip
+    code = (
+        "import sys; from study.export import write_results; from study.presets import STUDIES\n"
+        "row = {'study': 's', 'trial_id': 't', 'epoch': 1}\n"
+        "try:\n"
+        f"    write_results({str(tmp_path)!r}, STUDIES['mnist1d_grid'], [row, dict(row)], [])\n"
+        "except ValueError as error:\n"
+        "    print(error); sys.exit(3)\n"
+    )
+    proc = subprocess.run([sys.executable, "-O", "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "more than one row for trial t epoch 1" in proc.stdout
+    assert not (tmp_path / "epochs.parquet").exists()

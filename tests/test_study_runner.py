@@ -188,6 +188,27 @@ def test_unwritable_storage(tmp_path, capsys):
     assert blocker.read_text() == "not a folder"
 
 
+def test_storage_where_nothing_can_be_created_stops_before_ray(tmp_path):
+    # permission bits call /proc writable for root; creating anything there fails
+    proc = subprocess.run([sys.executable, "-m", "study.mnist1d_grid", "--smoke", "--storage", "/proc/forbidden",
+                           "--data-root", str(tmp_path / "data")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout[-2000:]
+    assert proc.stderr.count("\n") == 1 and "--storage /proc/forbidden is not writable" in proc.stderr
+    assert "cannot create /proc/forbidden" in proc.stderr and not Path("/proc/forbidden").exists()
+
+
+def test_the_storage_probe_leaves_nothing_behind(tmp_path, capsys):
+    code, err = run_main(capsys, "--resume", "--storage", str(tmp_path / "a" / "b"))
+    assert code == 2 and "nothing to resume" in err[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_entry_modules_import_without_running():
+    code = "import study.stl10_grid, study.mnist1d_grid, study.optuna; print('imported')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0 and proc.stdout.strip() == "imported", proc.stderr[-2000:]
+
+
 def test_existing_results_are_never_overwritten(tmp_path, capsys):
     folder = tmp_path / "mnist1d_grid"
     folder.mkdir()

@@ -94,7 +94,7 @@ def conv6(
     num_classes: int = 10,
     activation: str = "relu",
     batchnorm: bool = False,
-    dropout: float = 0.0,
+    dropout: float | Sequence[float] = 0.0,
 ) -> nn.Sequential:
     """Six-conv CNN for STL-10 (96x96).
 
@@ -115,8 +115,9 @@ def conv6(
     for n_in, n_out, k, s in convs:
         layers += _conv_block(nn.Conv2d(n_in, n_out, k, stride=s, padding=k // 2), n_out, activation, batchnorm)
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
-    if dropout > 0:
-        layers.append(nn.Dropout(float(dropout)))
+    (p,) = _dropouts(dropout, 1)  # one dropout, before the head: a number or a list of one
+    if p > 0:
+        layers.append(nn.Dropout(p))
     layers.append(nn.Linear(128, num_classes))
     return nn.Sequential(*layers)
 
@@ -128,7 +129,7 @@ def cnn1d(
     num_classes: int = 10,
     activation: str = "relu",
     batchnorm: bool = False,
-    dropout: float = 0.0,
+    dropout: float | Sequence[float] = 0.0,
 ) -> nn.Sequential:
     """The MNIST-1D paper's ConvBase: three stride-2 1-D convs of 25 channels and a linear head."""
     specs = [(1, 5), (channels, 3), (channels, 3)]  # (in channels, kernel); stride 2, padding 1
@@ -138,8 +139,9 @@ def cnn1d(
         layers += _conv_block(nn.Conv1d(n_in, channels, k, stride=2, padding=1), channels, activation, batchnorm, dims=1)
         out_len = (out_len + 2 - k) // 2 + 1
     layers.append(nn.Flatten())
-    if dropout > 0:
-        layers.append(nn.Dropout(float(dropout)))
+    (p,) = _dropouts(dropout, 1)  # one dropout, before the head: a number or a list of one
+    if p > 0:
+        layers.append(nn.Dropout(p))
     layers.append(nn.Linear(channels * out_len, num_classes))
     return nn.Sequential(*layers)
 

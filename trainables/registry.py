@@ -28,6 +28,8 @@ class TrainableSpec:
     build: Callable[[dict, Splits], nn.Module]  # (resolved config, data) -> model
     defaults: Mapping[str, object] = field(default_factory=dict)  # overrides of COMMON_DEFAULTS
     extra: Mapping[str, object] = field(default_factory=dict)  # this trainable's own keys and defaults
+    # how many drop probabilities the model takes (a per-layer `dropout` list must have as many)
+    dropout_layers: Callable[[dict], int] = lambda c: 1
 
 
 COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
@@ -64,8 +66,12 @@ def _n_pixels(splits: Splits) -> int:
     return math.prod(splits.train_x.shape[1:])
 
 
+def _mlp_hidden(c: dict) -> list[int]:
+    return [c["width"]] * c["depth"] if c["depth"] is not None else c["hidden"]
+
+
 def _build_mlp(c: dict, s: Splits) -> nn.Module:
-    hidden = [c["width"]] * c["depth"] if c["depth"] is not None else c["hidden"]
+    hidden = _mlp_hidden(c)
     return models.mlp(_n_pixels(s), hidden, s.num_classes,
                       activation=c["activation"], batchnorm=c["batchnorm"], dropout=c["dropout"])
 
@@ -87,6 +93,7 @@ TRAINABLES: dict[str, TrainableSpec] = {
         "cifar10",
         lambda c, s: models.lenet5(in_channels=s.train_x.shape[1], num_classes=s.num_classes, **_ablations(c)),
         defaults={"optimizer": "sgd", "lr": 0.1, "batch_size": 128, "epochs": 25},
+        dropout_layers=lambda c: 2,
     ),
     "stl10_conv6": TrainableSpec(
         "stl10",
@@ -98,21 +105,25 @@ TRAINABLES: dict[str, TrainableSpec] = {
         _build_window_mlp,
         defaults={"optimizer": "adam", "lr": 1e-3, "batch_size": 16, "dropout": 0.2, "epochs": 30},
         extra={"width": 256, "embedding_dim": 50, "embeddings": None},
+        dropout_layers=lambda c: 2,
     ),
     "mnist_mlp": TrainableSpec(
         "mnist", _build_mlp,
         defaults={"optimizer": "sgd", "lr": 0.01, "momentum": 0.9, "batch_size": 128, "epochs": 10},
         extra={**MLP_KEYS, "hidden": (200, 100)},
+        dropout_layers=lambda c: len(_mlp_hidden(c)),
     ),
     "fashion_mnist_mlp": TrainableSpec(
         "fashion_mnist", _build_mlp,
         defaults={"optimizer": "adam", "lr": 1e-3, "batch_size": 128, "epochs": 10},
         extra={**MLP_KEYS, "hidden": (128, 128)},
+        dropout_layers=lambda c: len(_mlp_hidden(c)),
     ),
     "mnist1d_mlp": TrainableSpec(
         "mnist1d", _build_mlp,
         defaults={"optimizer": "adam", "lr": 1e-2, "batch_size": 100, "epochs": 60},
         extra={**MLP_KEYS, "hidden": (100, 100)},
+        dropout_layers=lambda c: len(_mlp_hidden(c)),
     ),
     "mnist1d_cnn": TrainableSpec(
         "mnist1d",
@@ -262,6 +273,10 @@ def resolve_config(config: Mapping) -> dict:
         raise ConfigError("depth and width go together (hidden = [width] * depth); set both or neither")
     if isinstance(resolved["dropout"], (list, tuple)):
         resolved["dropout"] = [float(p) for p in resolved["dropout"]]
+        layers = spec.dropout_layers(resolved)
+        if len(resolved["dropout"]) != layers:
+            raise ConfigError(f"dropout lists {len(resolved['dropout'])} probabilities but {resolved['trainable']} "
+                              f"has {layers} dropout layer(s); give one number or a list of {layers}")
     else:
         resolved["dropout"] = float(resolved["dropout"])
     if resolved["nesterov"] and resolved["momentum"] <= 0:
