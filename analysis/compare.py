@@ -73,13 +73,14 @@ class Analysis:
     failures: pd.DataFrame
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)
     untestable_because: str | None = None  # why the study gets no tests at all (Optuna, one seed)
+    looks: int = 1  # planned looks of a seeds-on-demand study: each is tested at alpha / looks
 
     def findings(self) -> pd.DataFrame:
         return self.comparisons[FINDINGS_COLUMNS].reset_index(drop=True)
 
 
 def findings(results: Results | str | Path, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
-             smallest_effect: float = DEFAULT_SMALLEST_EFFECT, **options) -> pd.DataFrame:
+             smallest_effect: float | None = None, **options) -> pd.DataFrame:
     """One row per comparison (columns FINDINGS_COLUMNS): the answer to the study's question.
 
     `results` is a results folder or what `analysis.load.load_results` returned; `baseline`
@@ -107,8 +108,19 @@ def _check(results: Results, metric: str, smallest_effect: float, alpha: float, 
 
 
 def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
-            smallest_effect: float = DEFAULT_SMALLEST_EFFECT, alpha: float = DEFAULT_ALPHA,
-            correction: str = "bonferroni", margin: float = stats.DEFAULT_CHANCE_MARGIN) -> Analysis:
+            smallest_effect: float | None = None, alpha: float = DEFAULT_ALPHA,
+            correction: str = "bonferroni", margin: float = stats.DEFAULT_CHANCE_MARGIN, looks: int | None = None,
+            detail: bool = True) -> Analysis:
+    """The comparisons of `results` and what they rest on.
+
+    `smallest_effect` and `looks` default to what the study ran with (a seeds-on-demand study
+    records both; see study.seeds_on_demand), else 0.01 and one look. With L looks, each
+    factor's family is tested at alpha / L, the share of alpha each planned look spends.
+    `detail=False` skips the variance shares, failure table and importances (the findings
+    alone, as the seeds-on-demand searcher needs them after every round)."""
+    if smallest_effect is None:
+        smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
+    looks = looks or results.run.get("looks") or 1
     _check(results, metric, smallest_effect, alpha, correction)
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
     trials = results.trials
@@ -126,21 +138,22 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         found = _compare_stratum(data, design, stratum_key, metric, alpha, testable=untestable is None)
         comparisons += found["comparisons"]
         interactions += found["interactions"]
-        if untestable is None and names:
+        if untestable is None and names and detail:
             pairs = [(r["factor"], r["other"]) for r in found["interactions"] if r["simple_effects"]]
             trained = data[~data["did_not_train"]]
             table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
             shares.append(table.assign(stratum=_label(stratum_key, {})))
-    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha, correction)
+    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha / looks,
+                    correction)
     importances = pd.DataFrame()
-    if untestable and len(runs):
+    if untestable and len(runs) and detail:
         importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
                                             categorical=set(names))
     return Analysis(metric, smallest_effect, alpha, correction, margin, design, runs, excluded, table,
                     pd.DataFrame(interactions, columns=["stratum", "factor", "other", "F", "p", "simple_effects"]),
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
-                    _failures(runs, design, metric), importances, untestable)
+                    _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks)
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:
@@ -172,7 +185,7 @@ def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 _COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
-                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "difference"]
+                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference"]
 
 
 def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: str, alpha: float,
@@ -211,8 +224,11 @@ def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: 
                 row = _compare(runs, reference, factor.name, level, factor.baseline, averaged, names, metric, model)
                 if not testable:
                     row["note"] = ""
+                # the configurations this comparison rests on, as (*strata, *factors) tuples
+                involved = pd.concat([runs, reference])[[*design.strata, *names]].drop_duplicates()
                 row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
-                           stratum=_label(stratum, fixed))
+                           stratum=_label(stratum, fixed),
+                           configurations=[tuple(r) for r in involved.itertuples(index=False)])
                 comparisons.append(row)
     return {"comparisons": comparisons, "interactions": interactions}
 

@@ -42,6 +42,7 @@ class Results:
     epochs: pd.DataFrame
     trials: pd.DataFrame
     spec: dict = field(default_factory=dict)
+    run: dict = field(default_factory=dict)  # how the study ran (hpstudy.run): flags, seeds-on-demand rounds
 
     @property
     def name(self) -> str:
@@ -50,7 +51,7 @@ class Results:
         return str(self.trials["study"].iloc[0]) if len(self.trials) else self.folder.name
 
 
-def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict]:
+def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
     if not path.exists():
         raise ResultsError(f"{path} does not exist; give the folder a study wrote (e.g. results/mnist1d_grid)")
     try:
@@ -64,15 +65,16 @@ def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict]:
                            "it was not written by hpstudy's study export")
     meta = table.schema.metadata or {}
     spec = json.loads(meta[b"hpstudy.study"]) if b"hpstudy.study" in meta else {}
-    return table.to_pandas(), spec
+    run = json.loads(meta[b"hpstudy.run"]) if b"hpstudy.run" in meta else {}
+    return table.to_pandas(), spec, run
 
 
 def load_results(folder: str | Path) -> Results:
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"{folder} is not a folder; give the study's results folder (e.g. results/mnist1d_grid)")
-    epochs, spec = _read(folder / EPOCHS_FILE, EPOCH_COLUMNS)
-    trials, trial_spec = _read(folder / TRIALS_FILE, TRIAL_COLUMNS)
+    epochs, spec, _ = _read(folder / EPOCHS_FILE, EPOCH_COLUMNS)
+    trials, trial_spec, run = _read(folder / TRIALS_FILE, TRIAL_COLUMNS)
     if trials.empty:
         raise ResultsError(f"{folder / TRIALS_FILE} holds no trials; run the study (or --resume it) first")
-    return Results(folder, epochs, trials, spec or trial_spec)
+    return Results(folder, epochs, trials, spec or trial_spec, run or {})

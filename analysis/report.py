@@ -200,7 +200,9 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
              f"Datasets are compared within, never pooled"
              f"{' (' + ', '.join(design.strata) + ')' if design.strata else ''}. "
              f"Smallest effect that matters: {analysis.smallest_effect:g}; each factor's comparisons are one family "
-             f"at alpha {analysis.alpha:g} ({analysis.correction}: intervals and adjusted p agree). "
+             f"at alpha {analysis.alpha:g} ({analysis.correction}: intervals and adjusted p agree)"
+             + (f", spent evenly over the {analysis.looks} looks this seeds-on-demand study planned "
+                f"(alpha {analysis.alpha / analysis.looks:.3g} each). " if analysis.looks > 1 else ". ")
              + (f"A run 'failed' if it diverged or ended within {analysis.margin:g} of chance (the test set's "
                 "majority-class rate). " if "chance_acc" in trials else
                 "A run 'failed' if it diverged (these results predate the chance column, so runs near chance "
@@ -289,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"what is compared (default {compare.DEFAULT_METRIC}: the last epoch's test accuracy)")
     parser.add_argument("--baseline", action="append", metavar="FACTOR=LEVEL", default=[],
                         help="the level a factor's others are compared with (default: the axis's first level); repeatable")
-    parser.add_argument("--smallest-effect", type=float, default=compare.DEFAULT_SMALLEST_EFFECT,
-                        help="the smallest difference that matters, in the metric's units (default 0.01: one accuracy point)")
+    parser.add_argument("--smallest-effect", type=float, default=None,
+                        help="the smallest difference that matters, in the metric's units (default: the one a "
+                             "seeds-on-demand study ran with, else 0.01: one accuracy point)")
     parser.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA,
                         help="family-wise error rate of each factor's comparisons (default 0.05)")
     parser.add_argument("--correction", default="bonferroni", choices=list(stats.CORRECTIONS),

@@ -145,6 +145,29 @@ def write_atomic(table: pa.Table, destination: str) -> None:
     write_atomically(Path(destination.removeprefix("file://")), lambda tmp: pq.write_table(table, tmp))
 
 
+def filesystem_of(uri: str):
+    """(pyarrow filesystem, path) for a local path or an object-store URI alike."""
+    if "://" in uri and not uri.startswith("file://"):
+        return pafs.FileSystem.from_uri(uri)
+    return pafs.LocalFileSystem(), uri.removeprefix("file://")
+
+
+def write_json(destination: str, data: dict) -> None:
+    filesystem, path = filesystem_of(destination)
+    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(json.dumps(data, indent=2, default=str).encode())
+
+
+def read_json(source: str) -> dict | None:
+    """The JSON file at `source`, or None where there is none."""
+    filesystem, path = filesystem_of(source)
+    if filesystem.get_file_info(path).type.name != "File":
+        return None
+    with filesystem.open_input_stream(path) as stream:
+        return json.loads(stream.read().decode())
+
+
 def join(folder: str, name: str) -> str:
     return f"{folder.rstrip('/')}/{name}"
 

@@ -9,7 +9,6 @@ line on stderr and exit code 2, before anything is written.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import time
@@ -32,7 +31,7 @@ FLUSH_EVERY_S = 5.0
 # What --resume takes from the run file rather than the command line, and the value a run
 # file written before that option existed implies.
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
-                   "batch_seeds": None, "aggregate": "mean"}  # how often finished trials refresh the Parquet files during a study
+                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01}  # how often finished trials refresh the Parquet files during a study
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,8 @@ class RunOptions:
     asha: bool
     batch_seeds: int | None = None  # seeds trained together in one trial (trainables.replicates)
     aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
+    max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
+    smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
 
     @property
     def folder(self) -> str:
@@ -130,6 +131,11 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
                              "multiple of K); each seed still gets its own rows in the results")
     parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
                         help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
+    parser.add_argument("--max-seeds", type=_positive_int, metavar="M",
+                        help="seeds on demand: every configuration gets --seeds N first, then more in rounds only "
+                             "where a comparison is still inconclusive, up to M")
+    parser.add_argument("--smallest-effect", type=_resource(allow_zero=True), default=None,
+                        help="with --max-seeds: the smallest difference in test accuracy that matters (default 0.01)")
     if is_optuna:
         parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
     args = parser.parse_args(argv)
@@ -139,6 +145,16 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
     if is_optuna and args.seeds not in (None, 1):
         parser.error("an Optuna search trains seed 0 per sampled config (or seeds 0..K-1 with --batch-seeds K); "
                      "drop --seeds")
+    if args.max_seeds is not None and is_optuna:
+        parser.error("--max-seeds adds seeds to a grid's open comparisons; an Optuna search has none, drop it")
+    if args.max_seeds is not None:
+        first = args.seeds or (1 if args.smoke else STUDIES[preset].seeds)
+        if args.max_seeds < first:
+            parser.error(f"--max-seeds {args.max_seeds} is below the {first} seeds every configuration starts "
+                         f"with (--seeds); e.g. --seeds {first} --max-seeds {4 * first}")
+    if args.smallest_effect is not None and args.max_seeds is None:
+        parser.error("--smallest-effect decides when seeds on demand stop; add --max-seeds M "
+                     "(the report takes its own --smallest-effect)")
     if args.aggregate is not None and args.batch_seeds is None:
         parser.error("--aggregate combines the seeds of a batched trial; add --batch-seeds K")
     trainable = getattr(args, "trainable", None)
@@ -152,7 +168,8 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
         data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
-        batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean",
+        batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
+        smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
     )
 
 
@@ -261,22 +278,10 @@ def probe_storage(folder: Path, storage: str) -> None:
             path.rmdir()
 
 
-def _run_file(options: RunOptions):
-    """(pyarrow filesystem, path) of the run file, on a local disk or an object store alike."""
-    import pyarrow.fs as pafs
-
-    uri = export.join(options.folder, RUN_FILE)
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri
-
-
 def load_run_file(options: RunOptions) -> dict:
-    filesystem, path = _run_file(options)
-    if filesystem.get_file_info(path).type.name != "File":
+    saved = export.read_json(export.join(options.folder, RUN_FILE))
+    if saved is None:
         raise UserError(f"{options.folder} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
-    with filesystem.open_input_stream(path) as stream:
-        saved = json.loads(stream.read().decode())
     if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
         raise UserError(f"{options.folder} holds a {saved['preset']} study; resume it with python -m study.{saved['preset']}")
     return saved
@@ -365,12 +370,46 @@ def prune_checkpoints(trial) -> None:
 
 
 def run_info(options: RunOptions) -> dict:
-    return {"preset": options.preset, "trainable": options.trainable, "smoke": options.smoke,
+    info = {"preset": options.preset, "trainable": options.trainable, "smoke": options.smoke,
             "epochs": options.epochs, "seeds": options.seeds, "data_root": options.data_root,
             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
             "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
-            "aggregate": options.aggregate}
+            "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect}
+    if options.max_seeds:
+        # the planned looks and the rounds so far: the analysis tests each look at alpha / looks
+        from study.seeds_on_demand import saved_status
+
+        status = saved_status(options.folder) or {}
+        info.update({k: status[k] for k in ("looks", "rounds") if k in status})
+    return info
+
+
+def seeds_on_demand(study: Study, options: RunOptions):
+    """The Searcher for --max-seeds: rounds of seeds where comparisons are open."""
+    from study.seeds_on_demand import SeedsOnDemand
+
+    batch = study.fixed.get("replicates", 1)
+    most = -(-options.max_seeds // batch) * batch  # whole batched trials, as --seeds
+    points = [{k: v for k, v in p.items() if k != "seed"} for p in grid_points({}, study.axes, 1)]
+    return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds, most=max(most, study.seeds),
+                         step=batch if batch > 1 else study.seeds, smallest_effect=options.smallest_effect,
+                         alpha=0.05, name=options.name)
+
+
+def seeds_summary(options: RunOptions) -> str | None:
+    """The last line of a seeds-on-demand study: seed runs spent against the fixed design."""
+    from study.seeds_on_demand import saved_status
+
+    status = saved_status(options.folder)
+    if not status:
+        return None
+    fixed = status["configurations"] * status["max_seeds"]
+    state = ("every comparison decided" if not status["open"] else
+             f"{status['open']} comparisons still open at {status['max_seeds']} seeds")
+    return (f"{options.name}: seeds on demand: {status['seed_runs']} seed runs in {len(status['rounds'])} rounds "
+            f"against {status['configurations']} configs x {status['max_seeds']} = {fixed} for the fixed design "
+            f"({status['seed_runs'] / fixed:.0%}); {status['decided']} comparisons decided, {state}")
 
 
 # --- the Tuner ----------------------------------------------------------------------------
@@ -411,6 +450,11 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         num_samples = 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
         tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
                                       num_samples=num_samples, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
+    elif options.max_seeds:
+        param_space = {}  # the searcher suggests whole configs
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=seeds_on_demand(study, options),
+                                      num_samples=-1, reuse_actors=reuse_actors,
+                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
     else:
         param_space = grid_space(study.fixed, study.axes, study.seeds)
         tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
@@ -496,6 +540,8 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
         unfinished = sum(not t["finished"] for t in trials.values())
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
+        if options.max_seeds and not unfinished:
+            print(seeds_summary(options), flush=True)
         if unfinished:
             print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
                   flush=True)
@@ -507,10 +553,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
 
 
 def _write_run_file(options: RunOptions) -> None:
-    filesystem, path = _run_file(options)
-    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(json.dumps(run_info(options), indent=2).encode())
+    export.write_json(export.join(options.folder, RUN_FILE), run_info(options))
 
 
 def main(preset: str, argv: list[str] | None = None) -> int:

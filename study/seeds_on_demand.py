@@ -1,0 +1,192 @@
+"""Seeds on demand: a study adds seeds only where its answer is still open.
+
+`SeedsOnDemand` is a Ray Tune `Searcher`: it suggests (configuration, seed) trials. Every
+configuration of the grid first gets N seeds. When a round has finished, the searcher computes
+the study's findings (analysis.compare, the same verdicts, smallest effect and strata as the
+report) and schedules the next seeds only for the configurations that take part in a
+comparison still `inconclusive`, until every comparison is decided or every open
+configuration has M seeds. A round adds `step` seeds to each open configuration (K with
+`--batch-seeds K`, as one batched trial; else N). The searcher's state is saved with the
+experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
+
+Repeated looks at the data inflate false decisions. The procedure spends alpha evenly over
+the L planned looks (L = 1 + ceil((M - N) / step)): every look tests each factor's family at
+alpha / L. By the union bound the chance of any wrong `better`, `worse` or `equivalent`
+verdict at any look stays at or under alpha, whenever the study stops. The report reads L from
+the results (`hpstudy.run` metadata) and applies the same level, so its verdicts are the
+ones the last round saw.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from pathlib import Path
+
+import pandas as pd
+from ray.tune.search import Searcher
+
+from analysis.compare import analyse
+from analysis.load import Results
+
+
+def planned_looks(first: int, most: int, step: int) -> int:
+    return 1 + math.ceil((most - first) / step)
+
+
+def _cell(value):
+    """A config value as the results hold it: lists as JSON text."""
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
+
+
+def open_comparisons(runs: pd.DataFrame, spec: dict, looks: int, smallest_effect: float, alpha: float):
+    """(decided, open, configurations in an open comparison) from the runs so far."""
+    results = Results(Path("."), pd.DataFrame(), runs, spec, {})
+    comparisons = analyse(results, smallest_effect=smallest_effect, alpha=alpha, looks=looks,
+                          detail=False).comparisons
+    still_open = comparisons[comparisons["verdict"] == "inconclusive"]
+    configurations = {c for group in still_open["configurations"] for c in group}
+    decided = int(comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum())
+    return decided, len(still_open), configurations
+
+
+def status_of(state: dict) -> dict:
+    """What a searcher's state says of the study: planned looks, rounds, seed runs, verdicts."""
+    return {"looks": state["looks"], "seeds": state["first"], "max_seeds": state["most"], "step": state["step"],
+            "smallest_effect": state["smallest_effect"], "configurations": len(state["points"]),
+            "seed_runs": sum(state["seeds"]), "rounds": state["rounds"], "decided": state["decided"],
+            "open": state["still_open"], "finished": state["done"]}
+
+
+def saved_status(folder: str) -> dict | None:
+    """The status of the searcher state Tune saved last in a study folder (local or URI), or None.
+    Tune's own copy is the one to trust: a file of ours in the experiment folder would be
+    overwritten by Tune's staged copy of the folder when a study resumes."""
+    import pyarrow.fs as pafs
+
+    from study.export import filesystem_of
+
+    filesystem, path = filesystem_of(folder)
+    files = [info.path for info in filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+             if info.base_name.startswith("searcher-state-") and info.base_name.endswith(".pkl")]
+    if not files:
+        return None
+    with filesystem.open_input_stream(max(files)) as stream:  # names carry the session's start time
+        return status_of(pickle.loads(stream.read()))
+
+
+class SeedsOnDemand(Searcher):
+    """Suggests each configuration's seeds in rounds; more only where a comparison is open.
+
+    `points` are the grid's configurations (axis levels, no seed), `fixed` the keys every trial
+    shares. With `replicates` K in `fixed` each trial trains K seeds, starting at its `seed`.
+    Its state is what Tune saves with the experiment; `saved_status(folder)` reads it back."""
+
+    def __init__(self, spec: dict, points: list[dict], fixed: dict, first: int, most: int, step: int,
+                 smallest_effect: float, alpha: float, name: str):
+        super().__init__()
+        self.spec, self.points, self.fixed = spec, points, dict(fixed)
+        self.first, self.most, self.step = first, most, step
+        self.smallest_effect, self.alpha = smallest_effect, alpha
+        self.name = name
+        self.looks = planned_looks(first, most, step)
+        self.batch = int(self.fixed.get("replicates", 1))
+        self.seeds = [0] * len(points)  # seeds scheduled so far, per configuration
+        self.queue: list[tuple[int, int]] = []  # (configuration, first seed) trials still to suggest
+        self.running: dict[str, dict] = {}  # trial id -> configuration, first seed, last row per seed
+        self.runs: list[dict] = []  # one row per finished seed run
+        self.rounds: list[dict] = []
+        self.decided, self.still_open = 0, None  # at the last look
+        self.done = False
+        self._schedule(range(len(points)), first, decided=0, still_open=None)
+
+    # --- rounds ---------------------------------------------------------------------------
+
+    def _schedule(self, indices, seeds: int, decided: int, still_open: int | None) -> None:
+        scheduled = 0
+        for i in indices:
+            target = min(self.seeds[i] + seeds, self.most)
+            for seed in range(self.seeds[i], target, self.batch):
+                self.queue.append((i, seed))
+                scheduled += min(self.batch, target - seed)
+            self.seeds[i] = target
+        record = {"round": len(self.rounds) + 1, "decided": decided, "open": still_open, "scheduled": scheduled,
+                  "configurations": len(set(i for i, _ in self.queue))}
+        if scheduled:
+            self.rounds.append(record)
+            print(f"{self.name}: round {record['round']}: "
+                  + ("" if still_open is None else f"{decided} comparisons decided, {still_open} open; ")
+                  + f"{scheduled} seed runs scheduled on {record['configurations']} configurations", flush=True)
+
+    def _key(self, point: dict, columns: list[str]) -> tuple:
+        return tuple(_cell(point.get(c, self.fixed.get(c))) for c in columns)
+
+    def _next_round(self) -> None:
+        runs = pd.DataFrame(self.runs)
+        if not (runs["status"].isin(["completed", "diverged"])).any():  # every run errored: nothing to learn from
+            self.done = True
+            return
+        decided, still_open, configurations = open_comparisons(runs, self.spec, self.looks, self.smallest_effect,
+                                                               self.alpha)
+        columns = self._columns()
+        wanted = [i for i, point in enumerate(self.points)
+                  if self._key(point, columns) in configurations and self.seeds[i] < self.most]
+        self.decided, self.still_open = decided, still_open
+        self._schedule(wanted, self.step, decided, still_open)
+        self.done = not self.queue
+
+    def _columns(self) -> list[str]:
+        """The analysis's configuration key: the strata (the dataset, if it varies), then the factors."""
+        axes = [k for k in self.spec["axes"] if k != "seed"]
+        strata = ["trainable"] if "trainable" in axes else []
+        return [*strata, *[k for k in axes if k != "trainable"]]
+
+    def status(self) -> dict:
+        return status_of(self.__dict__)
+
+    # --- Tune's Searcher interface ----------------------------------------------------------
+
+    def suggest(self, trial_id: str):
+        if not self.queue and not self.running and not self.done:
+            self._next_round()
+        if self.done:
+            return Searcher.FINISHED
+        if not self.queue:
+            return None  # the round is still running: ask again later
+        index, seed = self.queue.pop(0)
+        self.running[trial_id] = {"index": index, "seed": seed, "rows": {}}
+        return {**self.fixed, **self.points[index], "seed": seed}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        trial = self.running.get(trial_id)
+        if trial is None:
+            return
+        rows = result.get("replicate_metrics")
+        for row in rows if isinstance(rows, list) else [{**result, "seed": trial["seed"]}]:
+            trial["rows"][int(row["seed"])] = {k: row.get(k) for k in ("test_acc", "chance_acc", "val_acc", "diverged")}
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result:
+            self.on_trial_result(trial_id, result)
+        trial = self.running.pop(trial_id, None)
+        if trial is None:
+            return
+        point = self.points[trial["index"]]
+        labels = {c: _cell(point.get(c, self.fixed.get(c))) for c in ["trainable", *point]}
+        for seed in range(trial["seed"], trial["seed"] + self.batch):
+            row = trial["rows"].get(seed)
+            status = "error" if error or row is None or row.get("test_acc") is None else (
+                "diverged" if row.get("diverged") else "completed")
+            self.runs.append({**labels, "seed": seed, "status": status,
+                              "test_acc": None if row is None else row.get("test_acc"),
+                              "final_val_acc": None if row is None else row.get("val_acc"),
+                              "chance_acc": None if row is None else row.get("chance_acc")})
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.__dict__, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.__dict__.update(pickle.load(f))

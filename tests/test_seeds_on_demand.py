@@ -1,0 +1,125 @@
+"""Seeds on demand: the searcher's rounds on simulated studies with planted answers (error rate of
+its verdicts), and a real study interrupted with Ctrl-C and resumed mid-way."""
+
+import json
+import signal
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from ray.tune.search import Searcher
+
+from study.presets import _study
+from study.seeds_on_demand import SeedsOnDemand, planned_looks
+from test_study_runner import StudyProcess, wait_for
+
+SMALLEST_EFFECT = 0.01
+# planted test-accuracy differences from relu; the verdicts that would be wrong for each
+PLANTED = {"relu": 0.0, "elu": 0.0, "gelu": 0.02, "silu": 0.005}
+WRONG = {"elu": {"better", "worse"}, "gelu": {"worse", "equivalent"}, "silu": {"worse"}}
+
+
+def simulate(rng, first=3, most=12) -> tuple[SeedsOnDemand, dict]:
+    """Drive the real searcher as Tune would, answering each trial with a simulated run."""
+    study = _study("sim", "simulated", fixed={"trainable": "mnist1d_cnn", "epochs": 1},
+                   axes={"activation": list(PLANTED)}, seeds=first, smoke_axes={})
+    points = [{"activation": a} for a in PLANTED]
+    searcher = SeedsOnDemand(study.spec(), points, dict(study.fixed), first=first, most=most, step=first,
+                             smallest_effect=SMALLEST_EFFECT, alpha=0.05, name="sim")
+    seed_part = rng.normal(0, 0.01, most)  # what a seed does to every configuration
+    trained, count = {}, 0
+    while True:
+        pending = []
+        while isinstance(suggestion := searcher.suggest(f"t{count}"), dict):
+            pending.append((f"t{count}", suggestion))
+            count += 1
+        for trial_id, config in pending:  # a round's trials finish, then the next suggest opens a round
+            key = (config["activation"], config["seed"])
+            assert key not in trained, f"{key} trained twice"
+            value = 0.9 + PLANTED[config["activation"]] + seed_part[config["seed"]] + rng.normal(0, 0.006)
+            trained[key] = value
+            searcher.on_trial_complete(trial_id, {"test_acc": value, "val_acc": value, "chance_acc": 0.1,
+                                                  "diverged": False})
+        if suggestion == Searcher.FINISHED:
+            return searcher, trained
+
+
+def test_rounds_add_seeds_only_where_comparisons_are_open(capsys):
+    searcher, trained = simulate(np.random.default_rng(0))
+    seeds = pd.Series([s for (_, s) in trained]).groupby([a for (a, _) in trained]).apply(sorted)
+    for activation, got in seeds.items():
+        assert got == list(range(len(got))) and 3 <= len(got) <= 12  # contiguous, never past M
+    status = searcher.status()
+    assert status["looks"] == planned_looks(3, 12, 3) == 4 and status["finished"]
+    assert status["seed_runs"] == len(trained) < 4 * 12
+    assert [r["round"] for r in status["rounds"]] == list(range(1, len(status["rounds"]) + 1))
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sim: round")]
+    assert len(lines) == len(status["rounds"]) and "seed runs scheduled" in lines[0]
+    # gelu's 2-point advantage is decided on the first look: only what is open gets seeds
+    assert len(seeds["gelu"]) < len(seeds["relu"])
+
+
+def test_sequential_verdicts_keep_the_error_rate(tmp_path):
+    """Planted effects with known answers, 200 simulated studies: the rate of studies with a wrong
+    better / worse / equivalent verdict at the end of their rounds stays at or under alpha = 0.05."""
+    from analysis.compare import analyse
+    from analysis.load import Results
+
+    rng = np.random.default_rng(2026)
+    wrong, studies = 0, 200
+    for i in range(studies):
+        searcher, trained = simulate(rng)
+        runs = pd.DataFrame([{"trainable": "mnist1d_cnn", "activation": a, "seed": s, "status": "completed",
+                              "test_acc": v, "chance_acc": 0.1} for (a, s), v in trained.items()])
+        results = Results(tmp_path, pd.DataFrame(), runs, searcher.spec, {"looks": searcher.looks})
+        verdicts = analyse(results, smallest_effect=SMALLEST_EFFECT, detail=False).findings().set_index("level")["verdict"]
+        wrong += any(verdicts[level] in bad for level, bad in WRONG.items())
+    assert wrong / studies <= 0.05
+
+
+def test_ctrl_c_mid_way_and_resume_continues_the_rounds(tmp_path, data_root):
+    storage = tmp_path / "results"
+    folder = storage / "mnist1d_grid"
+    args = ["--smoke", "--epochs", "4", "--seeds", "2", "--max-seeds", "6", "--storage", str(storage),
+            "--data-root", str(data_root)]
+    proc = StudyProcess(*args, log=tmp_path / "first.log")
+    wait_for(lambda: "mnist1d_grid: round 2:" in (tmp_path / "first.log").read_text(), timeout=240,
+             what="the second round")
+    proc.send_signal(signal.SIGINT)
+    code, out = proc.finish(timeout=120)
+    assert code == 130 and "continue with the same command and --resume" in out, out[-3000:]
+
+    code, out = StudyProcess(*args, "--resume", log=tmp_path / "resumed.log").finish()
+    assert code == 0, out[-3000:]
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("mnist1d_grid: seeds on demand: ") and "against 4 configs x 6 = 24" in last, last
+    trials = pd.read_parquet(folder / "trials.parquet")
+    assert not trials.duplicated(["activation", "batchnorm", "seed"]).any()  # no seed trained twice
+    for _, seeds in trials.groupby(["activation", "batchnorm"])["seed"]:
+        assert sorted(seeds) == list(range(len(seeds))) and 2 <= len(seeds) <= 6
+    assert (trials["status"] == "completed").all()
+    run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
+    assert run["looks"] == 3 and run["max_seeds"] == 6 and len(run["rounds"]) >= 2
+    assert sum(r["scheduled"] for r in run["rounds"]) == len(trials)
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--seeds", "4", "--max-seeds", "3"], "--max-seeds 3 is below the 4 seeds every configuration starts with"),
+    (["--smallest-effect", "0.02"], "--smallest-effect decides when seeds on demand stop; add --max-seeds M"),
+    (["--max-seeds", "6", "--smallest-effect", "-1"], "argument --smallest-effect: expected a number >= 0"),
+])
+def test_bad_seeds_on_demand_flags(argv, expected, tmp_path, capsys):
+    from test_study_runner import run_main
+
+    code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not (tmp_path / "results").exists()
+
+
+def test_max_seeds_with_an_optuna_search_is_refused(tmp_path, capsys):
+    from test_study_runner import run_main
+
+    code, err = run_main(capsys, "mnist1d_cnn", "--max-seeds", "6", "--storage", str(tmp_path), preset="optuna")
+    assert code == 2 and len(err) == 1 and "an Optuna search has none" in err[0]
+    assert list(tmp_path.iterdir()) == []
