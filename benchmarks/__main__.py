@@ -2,7 +2,8 @@
 
 import sys
 
-from benchmarks import activation_cost, loop_overhead, seed_batching, shared_data, study_overhead, versus_dataloader
+from benchmarks import (activation_cost, loop_overhead, seed_batching, seeds_on_demand, shared_data, study_overhead,
+                        versus_dataloader)
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,
@@ -11,6 +12,7 @@ BENCHMARKS = {
     "activation_cost": activation_cost.run,
     "shared_data": shared_data.run,  # needs psutil: pip install -e ".[bench]"
     "seed_batching": seed_batching.run,
+    "seeds_on_demand": seeds_on_demand.run,
 }
 
 
