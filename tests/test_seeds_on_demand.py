@@ -61,13 +61,13 @@ def test_rounds_add_seeds_only_where_comparisons_are_open(capsys):
 
 
 def test_sequential_verdicts_keep_the_error_rate(tmp_path):
-    """Planted effects with known answers, 200 simulated studies: the rate of studies with a wrong
+    """Planted effects with known answers, 100 simulated studies: the rate of studies with a wrong
     better / worse / equivalent verdict at the end of their rounds stays at or under alpha = 0.05."""
     from analysis.compare import analyse
     from analysis.load import Results
 
     rng = np.random.default_rng(2026)
-    wrong, studies = 0, 200
+    wrong, studies = 0, 100
     for i in range(studies):
         searcher, trained = simulate(rng)
         runs = pd.DataFrame([{"trainable": "mnist1d_cnn", "activation": a, "seed": s, "status": "completed",
