@@ -7,7 +7,6 @@ import signal
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-import pytest
 from ray.tune.search import Searcher
 
 from study.presets import _study
@@ -102,19 +101,6 @@ def test_ctrl_c_mid_way_and_resume_continues_the_rounds(tmp_path, data_root):
     run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
     assert run["looks"] == 3 and run["max_seeds"] == 6 and len(run["rounds"]) >= 2
     assert sum(r["scheduled"] for r in run["rounds"]) == len(trials)
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["--seeds", "4", "--max-seeds", "3"], "--max-seeds 3 is below the 4 seeds every configuration starts with"),
-    (["--smallest-effect", "0.02"], "--smallest-effect decides when seeds on demand stop; add --max-seeds M"),
-    (["--max-seeds", "6", "--smallest-effect", "-1"], "argument --smallest-effect: expected a number >= 0"),
-])
-def test_bad_seeds_on_demand_flags(argv, expected, tmp_path, capsys):
-    from test_study_runner import run_main
-
-    code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
-    assert code == 2 and len(err) == 1 and expected in err[0], err
-    assert not (tmp_path / "results").exists()
 
 
 def test_max_seeds_with_an_optuna_search_is_refused(tmp_path, capsys):

@@ -165,6 +165,9 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--batch-seeds", "0"], "argument --batch-seeds: expected a positive integer, got '0'"),
     (["--aggregate", "mean"], "--aggregate combines the seeds of a batched trial; add --batch-seeds K"),
     (["--batch-seeds", "4", "--aggregate", "max"], "argument --aggregate: invalid choice: 'max'"),
+    (["--seeds", "4", "--max-seeds", "3"], "--max-seeds 3 is below the 4 seeds every configuration starts with"),
+    (["--smallest-effect", "0.02"], "--smallest-effect decides when seeds on demand stop; add --max-seeds M"),
+    (["--max-seeds", "6", "--smallest-effect", "-1"], "argument --smallest-effect: expected a number >= 0"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
     code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
