@@ -27,11 +27,11 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--r
 RUN_FILE = "hpstudy_run.json"  # how the study was started, for --resume
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
-FLUSH_EVERY_S = 5.0
+FLUSH_EVERY_S = 5.0  # how often finished trials refresh the Parquet files during a study
 # What --resume takes from the run file rather than the command line, and the value a run
 # file written before that option existed implies.
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
-                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01}  # how often finished trials refresh the Parquet files during a study
+                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01}
 
 
 @dataclass(frozen=True)
@@ -540,8 +540,9 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
         unfinished = sum(not t["finished"] for t in trials.values())
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
-        if options.max_seeds and not unfinished:
-            print(seeds_summary(options), flush=True)
+        summary = seeds_summary(options) if options.max_seeds and not unfinished else None
+        if summary:
+            print(summary, flush=True)
         if unfinished:
             print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
                   flush=True)
