@@ -1,5 +1,5 @@
 """Benchmark 6: seed-batched trials. K seeds of one configuration as one batched trial
-(`replicates=K`, trainables.replicates) vs K separate single-seed trials, K = 1, 4, 10.
+(`replicates=K`, trainables.engines.StackedModel) vs K separate single-seed trials, K = 1, 4, 10.
 
 Both sides are whole trials run in this process on one thread (what a 1-CPU Ray trial
 gets): model build, every epoch's training and validation, the test pass, and each

@@ -191,7 +191,7 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
 
 def runs_of(trial_id: str, trial: dict) -> list[tuple[str, dict, list[dict]]]:
     """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a trial that
-    batched K seeds (config `replicates`, see trainables.replicates), one run per seed.
+    batched K seeds (config `replicates`, see trainables.loop), one run per seed.
 
     A batched trial's epochs carry `replicate_metrics`, one row per seed still training;
     each seed becomes a run of its own, `<trial id>-seed<seed>`, whose rows look exactly

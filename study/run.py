@@ -53,7 +53,7 @@ class RunOptions:
     num_samples: int | None
     max_failures: int
     asha: bool
-    batch_seeds: int | None = None  # seeds trained together in one trial (trainables.replicates)
+    batch_seeds: int | None = None  # seeds trained together in one trial (trainables.engines.StackedModel)
     aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
     max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
     smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters

@@ -1,4 +1,4 @@
-"""Seed-batched trials (trainables.replicates): each replicate is the run its seed would make alone."""
+"""Seed-batched trials (config `replicates`, trainables.engines.StackedModel): each replicate is the run its seed would make alone."""
 
 import io
 import math
@@ -10,7 +10,8 @@ from scipy import stats
 
 from trainables import models, resolve_config
 from trainables.errors import ConfigError
-from trainables.replicates import StackedModel, aggregate
+from trainables.engines import StackedModel
+from trainables.loop import aggregate
 
 from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
 
@@ -68,10 +69,12 @@ def test_dropout_masks_differ_between_replicates():
     model = models.mlp(20, [64], 3, activation="relu", batchnorm=False, dropout=0.5)
     stacked = StackedModel([model, model])  # two identical replicates: only dropout can tell them apart
     x = torch.randn(8, 20).expand(2, 8, 20)
-    out = stacked.train_step(x)
+    stacked.train()
+    out = stacked.train_logits(x)
     assert not torch.allclose(out[0], out[1])
+    stacked.eval()
     with torch.inference_mode():
-        evaluated = stacked.evaluate(x[0])
+        evaluated = stacked.eval_logits(x[0])
     assert torch.equal(evaluated[0], evaluated[1])  # eval mode: no dropout
 
 

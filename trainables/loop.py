@@ -1,4 +1,4 @@
-"""fit(config, report): one trial's epoch loop.
+"""fit(config, report): one trial's epoch loop, for one seed or K seeds batched.
 
 The loop knows nothing of Ray. After every epoch it calls
 `report(metrics, state)`: `metrics` is a flat dict of numbers, `state` the
@@ -7,29 +7,45 @@ checkpoint (model, optimizer, RNG states, epoch) a caller may save; a later
 bitwise on CPU. Ray's adapter (trainables.tune_adapter) saves the state as a
 Tune checkpoint; tests pass a function that appends to a list.
 
-A non-finite training loss ends the trial early with `diverged=True`: a
-diverging learning rate is a result of the study, not an error.
+The loop drives an engine (trainables.engines): one model, or with config
+`replicates` K > 1 the K seeds seed..seed+K-1 stacked into one batched
+computation. Replicate k is the run a single-seed trial makes with seed
+`seed + k`: its model is built and initialised from that seed, its data order and
+augmentation come from its own generator seeded the same way, and it has its own
+dropout masks, BatchNorm running statistics and optimizer state. Every epoch makes
+one row per replicate still training; a single-seed trial reports its one row as
+its metrics.
 
-A config with `replicates` K > 1 goes to trainables.replicates, which trains
-seeds seed..seed+K-1 as one batched computation with the helpers defined here.
+A non-finite training loss ends a replicate with `diverged=True` (its last row
+carries its test metrics): a diverging learning rate is a result of the study, not
+an error. The others go on; the trial ends when every replicate has finished or
+diverged.
+
+A batched trial's report holds the aggregate over replicates (config `aggregate`:
+mean, median or min of each metric, every replicate counted at its latest row),
+which is what a search optimises, and `replicate_metrics`: this epoch's rows, one
+per replicate still training, each with its own `seed`. study.export turns those
+into ordinary per-seed rows. Time columns of a replicate's rows are its share of
+the batched trial's time (the trial's time / K), so per-sample costs compare with
+single-seed trials.
 """
 
 from __future__ import annotations
 
-import math
 import socket
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from trainables import data as datasets
 from trainables import augment
-from trainables.optim import count_params, init_weights, make_optimizer
-from trainables.registry import get_spec, resolve_config
+from trainables import data as datasets
+from trainables.engines import make_engine
+from trainables.optim import make_optimizer
+from trainables.registry import AGGREGATES, get_spec, resolve_config
 
 Report = Callable[[dict, dict], None]
 
@@ -51,17 +67,6 @@ def trial_splits(cfg: dict, dev: torch.device, data_root, download: bool, splits
         if splits.device != dev:
             splits = splits.to(dev)
     return splits.head(cfg["max_train_samples"], cfg["max_eval_samples"])
-
-
-def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device) -> nn.Module:
-    """The model as seed `seed` initialises it: the same draws whether or not seeds are batched."""
-    torch.manual_seed(seed)
-    model = get_spec(cfg["trainable"]).build(cfg, splits)
-    init_weights(model, cfg["init"], cfg["activation"])
-    model.to(dev)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its fastest kernels
-    return model
 
 
 def autocast_for(cfg: dict, dev: torch.device):
@@ -120,25 +125,78 @@ def restore_global_rng(state: dict, dev: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda_rng"], dev)
 
 
-def weight_layer_names(model: nn.Module) -> list[str]:
-    """The linear and conv layers, first to last (gradient norms watch the first and the last)."""
-    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+AGGREGATED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def aggregate(rows: list[dict], how: str) -> dict:
+    """One value per metric across replicates (NaN propagates: a diverged loss is not hidden)."""
+    out = {}
+    for key in AGGREGATED:
+        values = [row[key] for row in rows if key in row]
+        if len(values) == len(rows):
+            out[key] = float(AGGREGATES[how](np.asarray(values, dtype=float)))
+    return out
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, splits: datasets.Splits, x: torch.Tensor, y: torch.Tensor, autocast) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy over (x, y), in large batches."""
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device, dtype=torch.int64)
-    for i in range(0, len(y), EVAL_BATCH_SIZE):
-        xb, yb = splits.prepare(x[i : i + EVAL_BATCH_SIZE]), y[i : i + EVAL_BATCH_SIZE]
+def evaluate(engine, splits: datasets.Splits, x: torch.Tensor, y: torch.Tensor, autocast) -> tuple[list, list]:
+    """Each replicate's mean cross-entropy and accuracy over (x, y), in large batches."""
+    k = len(engine.seeds)
+    engine.eval()
+    loss_sum = torch.zeros(k, device=x.device)
+    correct = torch.zeros(k, device=x.device, dtype=torch.int64)
+    batch = max(1, EVAL_BATCH_SIZE // k)  # K replicates' activations at once: keep memory as one model's
+    for i in range(0, len(y), batch):
+        xb, yb = splits.prepare(x[i : i + batch]), y[i : i + batch]
         with autocast():
-            logits = model(xb)
-        loss_sum += F.cross_entropy(logits.float(), yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
+            logits = engine.eval_logits(xb)
+        loss_sum += F.cross_entropy(logits.float().flatten(0, 1), yb.repeat(k), reduction="none").view(k, -1).sum(1)
+        correct += (logits.argmax(-1) == yb).sum(1)
     n = max(len(y), 1)
-    return loss_sum.item() / n, correct.item() / n
+    return (loss_sum / n).tolist(), (correct.double() / n).tolist()
+
+
+def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, data_rngs: list[torch.Generator],
+                augment_size: int | None, autocast) -> tuple[list, list, list]:
+    """One pass over the training data for every replicate, each in the order its own generator draws.
+
+    Returns each replicate's mean training loss, accuracy and (config `grad_norms`) mean
+    gradient norms of its first and last weight layer."""
+    k, dev = len(engine.seeds), splits.train_y.device
+    n_train = len(splits.train_y)
+    n_used = samples_used(n_train, batch_size)
+    item_shape = splits.train_x.shape[1:]
+    draws = [epoch_draws(n_train, augment_size, rng) for rng in data_rngs]
+    perms = torch.stack([perm for perm, _, _ in draws]).to(dev)
+    if augment_size:
+        shifts = torch.stack([shift for _, shift, _ in draws]).to(dev)
+        flips = torch.stack([flip for _, _, flip in draws]).to(dev)
+    engine.train()
+    loss_sum = torch.zeros(k, device=dev)
+    correct = torch.zeros(k, device=dev, dtype=torch.int64)
+    grad_sums = torch.zeros(k, len(engine.watched), device=dev)
+    steps = 0
+    for i in range(0, n_used, batch_size):
+        j = min(i + batch_size, n_used)
+        idx = perms[:, i:j]
+        xb = splits.train_x[idx.flatten()]
+        if augment_size:
+            xb = augment.apply(xb, shifts[:, i:j].flatten(0, 1), flips[:, i:j].flatten())
+        xb = splits.prepare(xb).view(k, j - i, *item_shape)
+        yb = splits.train_y[idx]
+        with autocast():
+            logits = engine.train_logits(xb)
+        losses = F.cross_entropy(logits.float().flatten(0, 1), yb.flatten(), reduction="none").view(k, -1).mean(1)
+        optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
+        if engine.watched:
+            grad_sums += engine.grad_norms()
+        optimizer.step()
+        loss_sum += losses.detach() * (j - i)
+        correct += (logits.detach().argmax(-1) == yb).sum(1)
+        steps += 1
+    return ((loss_sum / n_used).tolist(), (correct.double() / n_used).tolist(),
+            (grad_sums / max(steps, 1)).tolist())
 
 
 def fit(
@@ -162,110 +220,87 @@ def fit(
     reports with it.
     """
     cfg = resolve_config(config)
-    if cfg["replicates"] > 1:
-        from trainables.replicates import fit_replicates  # imports this module's helpers
-
-        return fit_replicates(cfg, report, data_root=data_root, download=download, device=device, start=start,
-                              splits=splits, tags=tags)
     dev = pick_device(device)
     splits = trial_splits(cfg, dev, data_root, download, splits)
-    model = build_model(cfg, splits, cfg["seed"], dev)
-    image_batches = splits.train_x.dim() == 4
-    if cfg["channels_last"] and image_batches:
-        model.to(memory_format=torch.channels_last)
-    # `net` runs the batches; `model` (same parameters) is what checkpoints save, so a
-    # compiled trial's state loads into an uncompiled one and back.
-    net = torch.compile(model) if cfg["compile"] else model
-    optimizer = make_optimizer(cfg["optimizer"], model.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"],
-                               momentum=cfg["momentum"], nesterov=cfg["nesterov"])
-    data_rng = torch.Generator().manual_seed(cfg["seed"])  # data order and augmentation, on the CPU
-    first_epoch, train_time_s, samples_trained, history = 1, 0.0, 0, []
+    engine = make_engine(cfg, splits, dev)
+    seeds = engine.seeds
+    k = len(seeds)
+    optimizer = make_optimizer(cfg["optimizer"], engine.parameters(), lr=cfg["lr"],
+                               weight_decay=cfg["weight_decay"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]  # data order and augmentation, on the CPU
+    first_epoch, train_time_s, history = 1, 0.0, []
+    training = [True] * k  # False once a replicate has diverged
+    latest: list[dict] = [{} for _ in range(k)]  # each replicate's latest row, for the aggregate
     if start is not None:
-        model.load_state_dict(start["model"])
+        engine.load_state(start)
         optimizer.load_state_dict(start["optimizer"])
         restore_global_rng(start, dev)
-        data_rng.set_state(start["data_rng"])
-        first_epoch = start["epoch"] + 1
-        train_time_s, samples_trained = start["train_time_s"], start["samples_trained"]
-        history = list(start.get("history", []))
+        for rng, rng_state in zip(data_rngs, start["data_rngs"]):
+            rng.set_state(rng_state)
+        first_epoch, train_time_s = start["epoch"] + 1, start["train_time_s"]
+        training, latest = list(start["training"]), [dict(row) for row in start["latest"]]
+        history = list(start["history"])
 
     autocast = autocast_for(cfg, dev)
-    layers = weight_layer_names(model)
-    watched = [model.get_submodule(name).weight for name in (layers[0], layers[-1])] if cfg["grad_norms"] else []
-    n_train = len(splits.train_y)
-    batch_size = cfg["batch_size"]
-    n_used = samples_used(n_train, batch_size)
     augment_size = augmented_image_size(cfg, splits)
+    n_used = samples_used(len(splits.train_y), cfg["batch_size"])
     metrics: dict = {}
 
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         t0 = time.perf_counter()
-        net.train()
-        perm, shifts, flips = epoch_draws(n_train, augment_size, data_rng)
-        perm = perm.to(dev)
-        if augment_size:
-            shifts, flips = shifts.to(dev), flips.to(dev)
-        loss_sum = torch.zeros((), device=dev)
-        correct = torch.zeros((), device=dev, dtype=torch.int64)
-        grad_sums = torch.zeros(len(watched), device=dev)
-        steps = 0
-        for i in range(0, n_used, batch_size):
-            idx = perm[i : min(i + batch_size, n_used)]
-            xb = splits.train_x[idx]
-            if augment_size:
-                xb = augment.apply(xb, shifts[i : i + len(idx)], flips[i : i + len(idx)])
-            xb, yb = splits.prepare(xb), splits.train_y[idx]
-            if cfg["channels_last"] and image_batches:
-                xb = xb.contiguous(memory_format=torch.channels_last)
-            with autocast():
-                logits = net(xb)
-            loss = F.cross_entropy(logits.float(), yb)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if watched:
-                grad_sums += torch.stack([w.grad.norm() for w in watched])
-            optimizer.step()
-            loss_sum += loss.detach() * len(yb)
-            correct += (logits.detach().argmax(1) == yb).sum()
-            steps += 1
-        train_loss = loss_sum.item() / n_used
-        train_acc = correct.item() / n_used
+        train_losses, train_accs, grad_means = train_epoch(engine, optimizer, splits, cfg["batch_size"], data_rngs,
+                                                           augment_size, autocast)
         train_time_s += time.perf_counter() - t0
-        samples_trained += n_used
-        diverged = not math.isfinite(train_loss)
-        val_loss, val_acc = evaluate(net, splits, splits.val_x, splits.val_y, autocast)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": train_loss,
-            "train_acc": train_acc,
-            "val_loss": val_loss,
-            "val_acc": val_acc,
-            "epoch_time_s": time.perf_counter() - t0,
-            "diverged": diverged,
-        }
-        if watched:
-            first, last = (grad_sums / max(steps, 1)).tolist()
-            metrics.update(grad_norm_first=first, grad_norm_last=last)
-        if diverged or epoch == cfg["epochs"]:
+        val_losses, val_accs = evaluate(engine, splits, splits.val_x, splits.val_y, autocast)
+        epoch_s = time.perf_counter() - t0
+
+        rows: dict[int, dict] = {}  # replicate index -> its row, for the replicates still training
+        for r in range(k):
+            if not training[r]:
+                continue
+            rows[r] = {"epoch": epoch, **({"seed": seeds[r]} if k > 1 else {}), "train_loss": train_losses[r],
+                       "train_acc": train_accs[r], "val_loss": val_losses[r], "val_acc": val_accs[r],
+                       "epoch_time_s": epoch_s / k, "diverged": not np.isfinite(train_losses[r])}
+            if engine.watched:
+                rows[r].update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
+        ending = [r for r, row in rows.items() if row["diverged"] or epoch == cfg["epochs"]]
+        infer_share = 0.0
+        if ending:
             t_test = time.perf_counter()
-            test_loss, test_acc = evaluate(net, splits, splits.test_x, splits.test_y, autocast)
-            infer_seconds = time.perf_counter() - t_test
-            metrics.update(test_loss=test_loss, test_acc=test_acc,
-                           **cost_metrics(train_time_s, samples_trained, infer_seconds, splits.test_y, dev),
-                           n_params=count_params(model))
-        metrics.update(tags or {})
+            test_losses, test_accs = evaluate(engine, splits, splits.test_x, splits.test_y, autocast)
+            infer_share = (time.perf_counter() - t_test) / k
+            for r in ending:
+                rows[r].update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=engine.n_params,
+                               **cost_metrics(train_time_s / k, n_used * epoch, infer_share, splits.test_y, dev))
+        for r, row in rows.items():
+            row.update(tags or {})
+            latest[r] = row
+            training[r] = not row["diverged"]
+        done = epoch == cfg["epochs"] or not any(training)
+
+        if k == 1:
+            metrics = rows[0]
+        else:
+            metrics = {"epoch": epoch, **aggregate(latest, cfg["aggregate"]), "epoch_time_s": epoch_s,
+                       "diverged": not any(training), "replicates_diverged": training.count(False)}
+            if done:  # every replicate has its test row now, so the aggregate above has test_loss / test_acc
+                metrics.update(n_params=engine.n_params,
+                               **cost_metrics(train_time_s, n_used * epoch * k, infer_share * k, splits.test_y, dev))
+            metrics.update(tags or {})
+            metrics["replicate_metrics"] = list(rows.values())
         history.append(metrics)
         state = {
             "epoch": epoch,
             "history": history,
-            "model": model.state_dict(),
+            **engine.state(),
             "optimizer": optimizer.state_dict(),
             **global_rng_state(dev),
-            "data_rng": data_rng.get_state(),
+            "data_rngs": [rng.get_state() for rng in data_rngs],
+            "training": list(training),
+            "latest": [dict(row) for row in latest],
             "train_time_s": train_time_s,
-            "samples_trained": samples_trained,
         }
         report(metrics, state)
-        if diverged:
+        if done:
             break
     return metrics

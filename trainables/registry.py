@@ -52,7 +52,7 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "precision": "fp32",  # or bf16 (autocast)
     "channels_last": False,
     "compile": False,  # torch.compile the model: pays on a GPU for long trials; compiling costs ~30 s on a CPU
-    # K seed replicates (seeds seed .. seed+K-1) trained as one batched computation (trainables.replicates)
+    # K seed replicates (seeds seed .. seed+K-1) trained as one batched computation (trainables.engines.StackedModel)
     "replicates": 1,
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
 })
