@@ -70,11 +70,11 @@ def test_dropout_masks_differ_between_replicates():
     stacked = StackedModel([model, model])  # two identical replicates: only dropout can tell them apart
     x = torch.randn(8, 20).expand(2, 8, 20)
     stacked.train()
-    out = stacked.train_logits(x)
+    out = stacked.train_logits(x).view(2, 8, -1)  # (replicate, batch, classes)
     assert not torch.allclose(out[0], out[1])
     stacked.eval()
     with torch.inference_mode():
-        evaluated = stacked.eval_logits(x[0])
+        evaluated = stacked.eval_logits(x[0]).view(2, 8, -1)
     assert torch.equal(evaluated[0], evaluated[1])  # eval mode: no dropout
 
 

@@ -7,8 +7,8 @@ initialised from seed `seeds[r]`, and gives the loop one interface whatever K is
     n_params               parameters of one replicate
     parameters()           the tensors the optimizer steps
     train() / eval()       the mode for the batches that follow (dropout, BatchNorm)
-    train_logits(x)        x: (K, batch, ...), each replicate its own batch -> (K, batch, classes)
-    eval_logits(x)         x: (batch, ...), the same inputs for every replicate -> (K, batch, classes)
+    train_logits(x)        x: (K, batch, ...), each replicate its own batch -> (K * batch, classes)
+    eval_logits(x)         x: (batch, ...), the same inputs for every replicate -> (K * batch, classes)
     grad_norms()           (K, 2): gradient norms of the first and last weight layer (config `grad_norms`)
     state() / load_state() the model part of a checkpoint
 
@@ -102,10 +102,10 @@ class SingleModel:
         x = x[0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x).unsqueeze(0)
+        return self.net(x)
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).unsqueeze(0)
+        return self.net(x)
 
     def grad_norms(self) -> torch.Tensor:
         return torch.stack([w.grad.norm() for w in self.watched]).unsqueeze(0)
@@ -162,10 +162,10 @@ class StackedModel:
         self.base.eval()
 
     def train_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._own_input(self.params, self.buffers, x)
+        return self._own_input(self.params, self.buffers, x).flatten(0, 1)
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._shared_input(self.params, self.buffers, x)
+        return self._shared_input(self.params, self.buffers, x).flatten(0, 1)
 
     def grad_norms(self) -> torch.Tensor:
         return torch.stack([self.params[name].grad.flatten(1).norm(dim=1) for name in self.watched], 1)
