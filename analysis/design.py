@@ -24,7 +24,8 @@ from trainables.errors import UserError
 STRATA = ("trainable",)  # compared within, never pooled across
 NOT_DESIGN = {"replicates", "aggregate"}  # how seeds were batched, not what was compared
 MAX_LEVELS = 12  # more distinct values than this: a continuous parameter (an Optuna search), not a grid axis
-# What hpstudy's Optuna searches sample (study.spaces.optuna_space); their spec has no axes.
+# What an Optuna search samples when its spec names no space (results written before the
+# spec recorded it: hpstudy's Optuna preset, study.presets.OPTUNA_SPACE).
 SEARCHED = ("lr", "weight_decay", "dropout", "activation", "batchnorm")
 # Without a spec, the level others are compared with: each factor's usual default.
 CONVENTIONAL_BASELINES = {"activation": "relu", "batchnorm": False, "optimizer": "sgd", "regularization": "none",
@@ -44,10 +45,11 @@ class Design:
     strata: tuple[str, ...]  # columns compared within (the dataset, where a study has several)
     search: str  # "grid" or "optuna"
     from_spec: bool
+    space: tuple[str, ...] = SEARCHED  # what an Optuna search samples
 
     def searched(self, runs: pd.DataFrame) -> list[str]:
         """The parameters that vary across `runs`: the factors, or what an Optuna search sampled."""
-        return self.names or [c for c in SEARCHED if c in runs and runs[c].nunique() > 1]
+        return self.names or [c for c in self.space if c in runs and runs[c].nunique() > 1]
 
     def factor(self, name: str) -> Factor:
         return next(f for f in self.factors if f.name == name)
@@ -133,4 +135,5 @@ def study_design(results: Results, baselines: dict[str, str] | None = None) -> D
             raise UserError(f"--baseline {name}={text}: {text} is not a level of {name}; "
                             f"levels: {', '.join(map(str, known[name].levels))}")
         factors[factors.index(known[name])] = Factor(name, known[name].levels, level)
-    return Design(tuple(factors), strata, search, from_spec)
+    space = tuple(results.spec.get("space") or SEARCHED)
+    return Design(tuple(factors), strata, search, from_spec, space)

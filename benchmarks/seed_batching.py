@@ -53,7 +53,8 @@ def batched(config: dict, k: int, data_root: str):
 
 
 def study_wall_time(argv: list[str], storage: str, data_root: str, name: str) -> float:
-    from study.run import parse_args, run as run_study
+    from study.options import parse_args
+    from study.run import run as run_study
 
     options = parse_args("mnist1d_grid", [*argv, "--storage", storage, "--data-root", data_root, "--name", name])
     start = time.perf_counter()

@@ -18,7 +18,8 @@ import pandas as pd
 
 from analysis import findings
 from benchmarks.common import machine, verdict
-from study.run import parse_args, run as run_study
+from study.options import parse_args
+from study.run import run as run_study
 
 DECIDED = {"better", "worse", "equivalent"}
 

@@ -35,6 +35,8 @@ class Study:
     metric: str = "val_acc"
     mode: str = "max"
     search: str = "grid"  # "grid": every axis combination x seeds; "optuna": adaptive sampling, one seed each
+    # An Optuna search's space: config key -> (distribution, *arguments), see study.spaces.DISTRIBUTIONS
+    space: Mapping[str, tuple] = field(default_factory=dict)
 
     def trainables(self) -> list[str]:
         return list(self.axes.get("trainable", ())) or [self.fixed["trainable"]]
@@ -60,7 +62,8 @@ class Study:
         return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                 "axes": {k: list(v) for k, v in self.axes.items()}, "seeds": self.seeds,
                 "bundles": {k: {l: dict(v) for l, v in b.items()} for k, b in self.bundles.items()},
-                "metric": self.metric, "mode": self.mode, "search": self.search}
+                "metric": self.metric, "mode": self.mode, "search": self.search,
+                "space": {k: list(v) for k, v in self.space.items()}}
 
 
 def _study(name, description, fixed, axes, seeds, smoke_axes, bundles=None) -> Study:
@@ -168,13 +171,31 @@ STUDIES: dict[str, Study] = {
     ),
 }
 
-# The Optuna preset: one study per trainable, made on demand (python -m study.optuna TRAINABLE).
-OPTUNA_PRESET = "optuna"
+# Optuna: log scales for the rates, a bounded dropout, categorical ablations.
+OPTUNA_ACTIVATIONS = ("relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid")
+OPTUNA_SPACE = {
+    "lr": ("loguniform", 1e-5, 1.0),
+    "weight_decay": ("loguniform", 1e-6, 1e-1),
+    "dropout": ("uniform", 0.0, 0.5),
+    "activation": ("choice", OPTUNA_ACTIVATIONS),
+    "batchnorm": ("choice", (True, False)),
+}
 
 
 def optuna_study(trainable: str) -> Study:
+    """The Optuna preset for one trainable (python -m study.optuna TRAINABLE)."""
     get_spec(trainable)
     study = _study(f"optuna_{trainable}", f"Optuna search over lr, weight decay, dropout, activation and batchnorm "
                    f"for {trainable}.", fixed={"trainable": trainable}, axes={}, seeds=1, smoke_axes={})
-    return replace(study, search="optuna")
+    return replace(study, search="optuna", space=_frozen(OPTUNA_SPACE))
+
+
+# Presets made per trainable: name -> (description, factory); the entry module takes the
+# trainable as its first argument.
+PER_TRAINABLE = {"optuna": ("Optuna search (OptunaSearch under a ConcurrencyLimiter) for one trainable.", optuna_study)}
+
+
+def get_study(preset: str, trainable: str | None = None) -> Study:
+    """A preset by name; those in PER_TRAINABLE for `trainable`."""
+    return PER_TRAINABLE[preset][1](trainable) if preset in PER_TRAINABLE else STUDIES[preset]
 

@@ -34,15 +34,22 @@ def grid_points(fixed: Mapping, axes: Mapping[str, Sequence], seeds: int) -> lis
     return [{**fixed, **dict(zip(keys, combo))} for combo in itertools.product(*values)]
 
 
-# Optuna: log scales for the rates, a bounded dropout, categorical ablations.
-OPTUNA_ACTIVATIONS = ["relu", "leaky_relu", "prelu", "elu", "selu", "gelu", "silu", "mish", "tanh", "sigmoid"]
+# An Optuna study's space is data (Study.space): key -> (distribution, *arguments).
+DISTRIBUTIONS = {
+    "loguniform": lambda low, high: tune.loguniform(low, high),
+    "uniform": lambda low, high: tune.uniform(low, high),
+    "int": lambda low, high: tune.randint(low, high + 1),  # both ends included, as Optuna's suggest_int
+    "choice": lambda options: tune.choice(list(options)),
+}
 
 
-def optuna_space() -> dict:
-    return {
-        "lr": tune.loguniform(1e-5, 1.0),
-        "weight_decay": tune.loguniform(1e-6, 1e-1),
-        "dropout": tune.uniform(0.0, 0.5),
-        "activation": tune.choice(OPTUNA_ACTIVATIONS),
-        "batchnorm": tune.choice([True, False]),
-    }
+def search_space(space: Mapping[str, Sequence]) -> dict:
+    """Ray Tune distributions (which OptunaSearch converts) for a study's space."""
+    return {key: DISTRIBUTIONS[kind](*args) for key, (kind, *args) in space.items()}
+
+
+def space_corners(space: Mapping[str, Sequence]) -> list[dict]:
+    """Points that together use every end of each range and every choice (to validate before Ray starts)."""
+    values = {key: (list(args[0]) if kind == "choice" else list(args)) for key, (kind, *args) in space.items()}
+    longest = max((len(v) for v in values.values()), default=0)
+    return [{key: v[i % len(v)] for key, v in values.items()} for i in range(longest)]

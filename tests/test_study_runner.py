@@ -17,6 +17,7 @@ from study import export
 from study.presets import SMOKE_DATA, STUDIES
 from study.run import main
 from trainables import fit
+from trainables.errors import ConfigError
 
 KEY = ["activation", "batchnorm", "seed", "epoch"]
 
@@ -253,3 +254,22 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
     broken["available_node_types"]["gpu_worker"]["max_wokers"] = 2
     with pytest.raises(Exception, match="max_wokers"):
         validate_config(prepare_config(broken))
+
+
+def test_an_optuna_space_is_data_checked_at_every_end_and_choice():
+    from dataclasses import replace
+
+    from study.effective import validate_study
+    from study.presets import optuna_study
+    from study.spaces import search_space, space_corners
+
+    study = optuna_study("mnist1d_cnn")
+    assert study.search == "optuna" and study.spec()["space"]["lr"] == ["loguniform", 1e-5, 1.0]
+    validate_study(study)
+    corners = space_corners(study.space)
+    assert {c["activation"] for c in corners} == set(study.space["activation"][1])
+    assert {c["lr"] for c in corners} == {1e-5, 1.0} and {c["batchnorm"] for c in corners} == {True, False}
+    assert set(search_space(study.space)) == set(study.space)
+    bad = replace(study, space={**study.space, "activation": ("choice", ("relu", "relu6"))})
+    with pytest.raises(ConfigError, match="unknown activation 'relu6'"):
+        validate_study(bad)

@@ -1,0 +1,159 @@
+"""The study runner's command line: `python -m study.<preset> [flags]` -> RunOptions.
+
+Bad flags and flag combinations are one line on stderr and exit code 2 (argparse's
+`error`, through trainables.cli.OneLineParser).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainables.cli import OneLineParser
+from trainables.registry import AGGREGATES, TRAINABLES
+
+from study import export
+from study.presets import PER_TRAINABLE, SMOKE_EPOCHS, get_study
+
+DEFAULT_STORAGE = "results"
+DEFAULT_OPTUNA_SAMPLES = 20
+# What --resume takes from the run file rather than the command line, and the value a run
+# file written before that option existed implies.
+RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
+                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    preset: str
+    trainable: str | None  # presets made per trainable (study.presets.PER_TRAINABLE) only
+    epochs: int | None
+    seeds: int | None
+    smoke: bool
+    storage: str
+    name: str
+    address: str | None
+    resume: bool
+    data_root: str
+    download: bool
+    cpus_per_trial: float
+    gpus_per_trial: float | None
+    max_concurrent: int | None
+    num_samples: int | None
+    max_failures: int
+    asha: bool
+    batch_seeds: int | None = None  # seeds trained together in one trial (trainables.engines.StackedModel)
+    aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
+    max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
+    smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
+
+    @property
+    def folder(self) -> str:
+        return export.join(self.storage, self.name)
+
+
+def _int_at_least(minimum: int):
+    """argparse type: an integer >= minimum, with the one-line message the CLI contract wants."""
+    wanted = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
+
+
+def _resource(allow_zero: bool):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number such as 1 or 0.25, got {text!r}") from None
+        if not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a number {'>= 0' if allow_zero else '> 0'}, got {text!r}")
+        return value
+
+    return parse
+
+
+def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
+    per_trainable = preset in PER_TRAINABLE
+    parser = OneLineParser(prog=f"python -m study.{preset}",
+                           description=(get_study(preset).description if not per_trainable else
+                                        PER_TRAINABLE[preset][0]))
+    if per_trainable:
+        parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
+                            help=f"one of: {', '.join(TRAINABLES)}")
+    parser.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the preset's)")
+    parser.add_argument("--seeds", type=_positive_int, help="seeds per configuration, 0..K-1 (default: the preset's)")
+    parser.add_argument("--smoke", action="store_true", help=f"a handful of trials, {SMOKE_EPOCHS} epochs, small data")
+    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder or URI (s3://, gs://); default ./results")
+    parser.add_argument("--name", help="study folder name under --storage (default: the preset name)")
+    parser.add_argument("--address", help="Ray cluster to join (auto on a `ray up` head node); default: start a local Ray")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted study in --storage/--name")
+    parser.add_argument("--data-root", default="data", help="dataset folder (default ./data)")
+    parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
+    parser.add_argument("--cpus-per-trial", type=_resource(allow_zero=False), default=1.0)
+    parser.add_argument("--gpus-per-trial", type=_resource(allow_zero=True), default=None,
+                        help="GPUs per trial, fractions pack trials (0.25: four per GPU); default 1 if the cluster has GPUs, else 0")
+    parser.add_argument("--max-concurrent", type=_positive_int, help="trials running at once (default: as resources allow)")
+    parser.add_argument("--num-samples", type=_positive_int,
+                        help=f"Optuna trials (default {DEFAULT_OPTUNA_SAMPLES}); grid presets run each grid point once")
+    parser.add_argument("--max-failures", type=_non_negative_int, default=3, help="retries of a failed trial from its checkpoint")
+    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
+                        help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
+                             "multiple of K); each seed still gets its own rows in the results")
+    parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
+                        help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
+    parser.add_argument("--max-seeds", type=_positive_int, metavar="M",
+                        help="seeds on demand: every configuration gets --seeds N first, then more in rounds only "
+                             "where a comparison is still inconclusive, up to M")
+    parser.add_argument("--smallest-effect", type=_resource(allow_zero=True), default=None,
+                        help="with --max-seeds: the smallest difference in test accuracy that matters (default 0.01)")
+    if per_trainable or get_study(preset).search == "optuna":
+        parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
+    args = parser.parse_args(argv)
+    trainable = getattr(args, "trainable", None)
+    base = get_study(preset, trainable)
+    is_optuna = base.search == "optuna"
+
+    if not is_optuna and args.num_samples is not None:
+        parser.error("--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats")
+    if is_optuna and args.seeds not in (None, 1):
+        parser.error("an Optuna search trains seed 0 per sampled config (or seeds 0..K-1 with --batch-seeds K); "
+                     "drop --seeds")
+    if args.max_seeds is not None and is_optuna:
+        parser.error("--max-seeds adds seeds to a grid's open comparisons; an Optuna search has none, drop it")
+    if args.max_seeds is not None:
+        first = args.seeds or (1 if args.smoke else base.seeds)
+        if args.max_seeds < first:
+            parser.error(f"--max-seeds {args.max_seeds} is below the {first} seeds every configuration starts "
+                         f"with (--seeds); e.g. --seeds {first} --max-seeds {4 * first}")
+    if args.smallest_effect is not None and args.max_seeds is None:
+        parser.error("--smallest-effect decides when seeds on demand stop; add --max-seeds M "
+                     "(the report takes its own --smallest-effect)")
+    if args.aggregate is not None and args.batch_seeds is None:
+        parser.error("--aggregate combines the seeds of a batched trial; add --batch-seeds K")
+    name = args.name or base.name
+    if "/" in name or name in (".", ".."):
+        parser.error(f"--name must be a plain folder name, got {name!r}")
+    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
+    return RunOptions(
+        preset=preset, trainable=trainable, epochs=args.epochs, seeds=args.seeds, smoke=args.smoke,
+        storage=storage, name=name, address=args.address, resume=args.resume,
+        data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
+        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
+        num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
+        batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
+        smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
+    )

@@ -1,0 +1,103 @@
+"""The Tuner for a study: what each trial runs, resources, storage, checkpoints, and the search
+(a grid, seeds on demand, or Optuna) the study asks for."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from ray import tune
+from ray.tune.logger import JsonLoggerCallback
+
+from trainables.registry import TRAINABLES, resolve_config
+
+from study.options import DEFAULT_OPTUNA_SAMPLES, RunOptions
+from study.presets import Study
+from study.spaces import grid_points, grid_space, search_space
+
+
+def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str) -> None:
+    """What each Ray trial runs: expand the study's level labels, then train."""
+    from trainables.tune_adapter import train
+
+    trial_config = study.expand(config)
+    dataset = TRAINABLES[trial_config["trainable"]].dataset
+    train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset])
+
+
+def trial_dirname(trial) -> str:
+    # The folder is the trial id, so exported rows and Ray's folders match one to one.
+    return trial.trial_id
+
+
+def seeds_on_demand(study: Study, options: RunOptions):
+    """The Searcher for --max-seeds: rounds of seeds where comparisons are open."""
+    from study.seeds_on_demand import SeedsOnDemand
+
+    batch = study.fixed.get("replicates", 1)
+    most = -(-options.max_seeds // batch) * batch  # whole batched trials, as --seeds
+    points = [{k: v for k, v in p.items() if k != "seed"} for p in grid_points({}, study.axes, 1)]
+    return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds, most=max(most, study.seeds),
+                         step=batch if batch > 1 else study.seeds, smallest_effect=options.smallest_effect,
+                         alpha=0.05, name=options.name)
+
+
+def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
+                reuse_actors: bool = True):
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root),
+        {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
+    )
+    run_config = tune.RunConfig(
+        name=options.name,
+        storage_path=options.storage,
+        failure_config=tune.FailureConfig(max_failures=options.max_failures),
+        # Every checkpoint stays while its trial runs (see prune_checkpoints for why),
+        # so --resume always finds the one Tune's saved state names.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
+        # TensorBoard loggers Tune adds by default would only cost time per result.
+        callbacks=[exporter, JsonLoggerCallback()],
+        verbose=1,
+    )
+    if options.resume:
+        return tune.Tuner.restore(options.folder, trainable, resume_unfinished=True, resume_errored=False)
+    if study.search == "optuna":
+        from ray.tune.schedulers import ASHAScheduler
+        from ray.tune.search import ConcurrencyLimiter
+        from ray.tune.search.optuna import OptunaSearch
+
+        epochs = resolve_config({**study.fixed})["epochs"]
+        search = ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=options.max_concurrent or 2)
+        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1) if options.asha else None
+        param_space = {**study.fixed, **search_space(study.space), "seed": 0}
+        num_samples = 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
+                                      num_samples=num_samples, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
+    elif options.max_seeds:
+        param_space = {}  # the searcher suggests whole configs
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=seeds_on_demand(study, options),
+                                      num_samples=-1, reuse_actors=reuse_actors,
+                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
+    else:
+        param_space = grid_space(study.fixed, study.axes, study.seeds)
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
+                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
+    return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+@contextlib.contextmanager
+def tune_environment():
+    """Tune settings read from the environment, set only while our Tuner runs
+    (a program that embeds hpstudy keeps its own Tune defaults)."""
+    settings = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # see build_tuner's callbacks
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
