@@ -14,21 +14,16 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from study.contract import (EPOCHS_FILE, FINAL_METRICS, IDENTITY_COLUMNS, META_RUN, META_STUDY, OUTCOME_COLUMNS,
+                            REQUIRED_EPOCH_COLUMNS, REQUIRED_TRIAL_COLUMNS, TRIALS_FILE)
 from trainables.errors import UserError
 
-EPOCHS_FILE = "epochs.parquet"
-TRIALS_FILE = "trials.parquet"
-
-EPOCH_COLUMNS = ["study", "trial_id", "trainable", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
-TRIAL_COLUMNS = ["study", "trial_id", "trainable", "seed", "status", "epochs_completed", "final_val_acc",
-                 "best_val_acc", "final_val_loss", "test_acc"]
-
-# Columns that identify or measure a trial; every other column of trials.parquet is config.
+# Columns that identify or measure a run, and config keys that are not part of a design (how
+# much data a smoke run used, what was logged, how it was computed); every other column of
+# trials.parquet is config a study may vary.
 NOT_FACTORS = {
-    "study", "trial_id", "seed", "status", "error", "epochs_completed", "final_val_acc", "final_val_loss",
-    "final_train_acc", "final_train_loss", "best_val_acc", "best_epoch", "test_acc", "test_loss", "train_time_s",
-    "train_us_per_sample", "infer_us_per_sample", "n_params", "device", "hostname", "node_id", "epochs",
-    "max_train_samples", "max_eval_samples", "grad_norms", "precision", "channels_last", "chance_acc", "compile",
+    *IDENTITY_COLUMNS, "seed", "status", "error", *OUTCOME_COLUMNS, *FINAL_METRICS, "epochs",
+    "max_train_samples", "max_eval_samples", "grad_norms", "precision", "channels_last", "compile",
 }
 
 
@@ -64,8 +59,8 @@ def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
         raise ResultsError(f"{path} lacks required column(s) {', '.join(missing)}; "
                            "it was not written by hpstudy's study export")
     meta = table.schema.metadata or {}
-    spec = json.loads(meta[b"hpstudy.study"]) if b"hpstudy.study" in meta else {}
-    run = json.loads(meta[b"hpstudy.run"]) if b"hpstudy.run" in meta else {}
+    spec = json.loads(meta[META_STUDY]) if META_STUDY in meta else {}
+    run = json.loads(meta[META_RUN]) if META_RUN in meta else {}
     return table.to_pandas(), spec, run
 
 
@@ -73,8 +68,8 @@ def load_results(folder: str | Path) -> Results:
     folder = Path(folder)
     if not folder.is_dir():
         raise ResultsError(f"{folder} is not a folder; give the study's results folder (e.g. results/mnist1d_grid)")
-    epochs, spec, _ = _read(folder / EPOCHS_FILE, EPOCH_COLUMNS)
-    trials, trial_spec, run = _read(folder / TRIALS_FILE, TRIAL_COLUMNS)
+    epochs, spec, _ = _read(folder / EPOCHS_FILE, REQUIRED_EPOCH_COLUMNS)
+    trials, trial_spec, run = _read(folder / TRIALS_FILE, REQUIRED_TRIAL_COLUMNS)
     if trials.empty:
         raise ResultsError(f"{folder / TRIALS_FILE} holds no trials; run the study (or --resume it) first")
     return Results(folder, epochs, trials, spec or trial_spec, run or {})

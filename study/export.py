@@ -20,20 +20,11 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from study.contract import (EPOCH_METRICS, EPOCHS_FILE, FINAL_METRICS, META_GIT_COMMIT, META_RUN, META_STUDY,
+                            META_VERSIONS, OPTIONAL_EPOCH_METRICS, TRIALS_FILE, TrialRecord)
 from study.presets import Study
 from trainables.files import write_atomically
 from trainables.registry import resolve_config
-
-EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
-OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
-FINAL_METRICS = ["test_acc", "test_loss", "chance_acc", "train_time_s", "train_us_per_sample", "infer_us_per_sample",
-                 "n_params", "device", "hostname", "node_id"]
-# "unfinished" only appears while a study runs or after it was interrupted (until --resume).
-STATUSES = ("completed", "diverged", "error", "unfinished")
-
-EPOCHS_FILE = "epochs.parquet"
-TRIALS_FILE = "trials.parquet"
-
 
 def trial_config(study: Study, config: dict) -> dict:
     """The full config of a trial as stored: labels, then every resolved key.
@@ -49,7 +40,7 @@ def trial_config(study: Study, config: dict) -> dict:
 
 def identity(study: Study, trial_id: str, config: dict) -> dict:
     """The columns every row of one trial starts with: study, trial id, full config."""
-    return {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}
+    return {"study": study.name, "trial_id": trial_id, **trial_config(study, config)}  # IDENTITY_COLUMNS first
 
 
 def epoch_rows(base: dict, history: list[dict]) -> list[dict]:
@@ -112,10 +103,10 @@ def _versions() -> dict:
 
 def file_metadata(study: Study, extra: dict | None = None) -> dict[bytes, bytes]:
     return {
-        b"hpstudy.study": json.dumps(study.spec(), default=str).encode(),
-        b"hpstudy.versions": json.dumps(_versions()).encode(),
-        b"hpstudy.git_commit": json.dumps(_git_commit()).encode(),
-        b"hpstudy.run": json.dumps(extra or {}, default=str).encode(),
+        META_STUDY: json.dumps(study.spec(), default=str).encode(),
+        META_VERSIONS: json.dumps(_versions()).encode(),
+        META_GIT_COMMIT: json.dumps(_git_commit()).encode(),
+        META_RUN: json.dumps(extra or {}, default=str).encode(),
     }
 
 
@@ -189,7 +180,7 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
     write_atomic(_table(trials_frame, meta), join(folder, TRIALS_FILE))
 
 
-def runs_of(trial_id: str, trial: dict) -> list[tuple[str, dict, list[dict]]]:
+def runs_of(trial_id: str, trial: TrialRecord) -> list[tuple[str, dict, list[dict]]]:
     """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a trial that
     batched K seeds (config `replicates`, see trainables.loop), one run per seed.
 
@@ -211,8 +202,8 @@ def runs_of(trial_id: str, trial: dict) -> list[tuple[str, dict, list[dict]]]:
             for seed, history in histories.items()]
 
 
-def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dict]]:
-    """trials: trial_id -> {"config", "history" (list of metric dicts), "error"} -> (epoch rows, trial rows)."""
+def collect(study: Study, trials: dict[str, TrialRecord]) -> tuple[list[dict], list[dict]]:
+    """Tune trial id -> its record (study.contract.TrialRecord) -> (epoch rows, trial rows)."""
     epochs_out, trials_out = [], []
     for tune_trial_id, trial in sorted(trials.items()):
         for trial_id, config, history in runs_of(tune_trial_id, trial):
@@ -227,7 +218,7 @@ def collect(study: Study, trials: dict[str, dict]) -> tuple[list[dict], list[dic
     return epochs_out, trials_out
 
 
-def from_experiment(study: Study, folder: str) -> dict[str, dict]:
+def from_experiment(study: Study, folder: str) -> dict[str, TrialRecord]:
     """What Tune saved in `folder` -> the per-trial records `collect` takes.
 
     Reads Ray's public ExperimentAnalysis / ResultGrid (reported history, config,

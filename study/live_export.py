@@ -8,6 +8,7 @@ from pyarrow.fs import FileSelector, FileType
 from ray import tune
 
 from study import export
+from study.contract import TrialRecord, new_record
 from study.options import RunOptions
 from study.presets import Study
 from study.run_file import run_info
@@ -24,7 +25,7 @@ class ParquetExporter(tune.Callback):
 
     def __init__(self, study: Study, options: RunOptions):
         self.study, self.options = study, options
-        self.trials: dict[str, dict] = {}
+        self.trials: dict[str, TrialRecord] = {}
         self.last_flush = float("-inf")
 
     def setup(self, **info):
@@ -35,8 +36,7 @@ class ParquetExporter(tune.Callback):
             self.trials = {}
 
     def _record(self, trial, result=None, error=None, finished=False):
-        record = self.trials.setdefault(
-            trial.trial_id, {"config": trial.config, "history": [], "error": None, "finished": False})
+        record = self.trials.setdefault(trial.trial_id, new_record(trial.config))
         if result is not None:
             record["history"].append(result)
         if error is not None:

@@ -17,6 +17,7 @@ from trainables.cli import report_user_error
 from trainables.errors import UserError
 
 from study import export
+from study.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
 from study.checks import check_address, check_data, check_storage
 from study.effective import effective_study, validate_study
 from study.options import RESUMED_OPTIONS, RunOptions, parse_args
@@ -58,13 +59,13 @@ def start_ray(options: RunOptions) -> bool:
 
 
 def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
-    counts = {s: sum(t["status"] == s for t in trials) for s in export.STATUSES}
+    counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
     unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
     # a batched trial's seeds are counted one by one, as its rows are
     what = f"{len(trials)} trials" if not options.batch_seeds else f"{len(trials)} seed runs ({options.batch_seeds} per trial)"
     return (f"{options.name}: {what}: {counts['completed']} completed, {counts['diverged']} diverged, "
-            f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{export.EPOCHS_FILE} "
-            f"and {export.TRIALS_FILE}")
+            f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{EPOCHS_FILE} "
+            f"and {TRIALS_FILE}")
 
 
 def run(options: RunOptions, reuse_actors: bool = True) -> int:

@@ -1,0 +1,53 @@
+"""The results contract (ARCHITECTURE.md, "Results"): file names, columns, metadata keys, the trial record.
+
+The one place these are defined: the study export writes them, the analysis reads them
+(it imports this module, which imports nothing else of the project and neither torch nor Ray).
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+EPOCHS_FILE = "epochs.parquet"
+TRIALS_FILE = "trials.parquet"
+
+# --- epochs.parquet: one row per run x epoch --------------------------------------------
+EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
+OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
+
+# --- trials.parquet: one row per run --------------------------------------------------------
+# "unfinished" only appears while a study runs or after it was interrupted (until --resume).
+STATUSES = ("completed", "diverged", "error", "unfinished")
+# What the export derives from a run's epochs (besides `status` and `error`).
+OUTCOME_COLUMNS = ["epochs_completed", "final_val_acc", "final_val_loss", "final_train_acc", "final_train_loss",
+                   "best_val_acc", "best_epoch"]
+# The final epoch's test, cost and provenance columns (trainables.loop.cost_metrics and the test pass).
+FINAL_METRICS = ["test_acc", "test_loss", "chance_acc", "train_time_s", "train_us_per_sample", "infer_us_per_sample",
+                 "n_params", "device", "hostname", "node_id"]
+# Every row starts with these, then the run's full config (one column per config key).
+IDENTITY_COLUMNS = ["study", "trial_id"]
+
+# What a file must hold for the analysis to read it.
+REQUIRED_EPOCH_COLUMNS = ["study", "trial_id", "trainable", "seed", "epoch", "train_loss", "train_acc", "val_loss",
+                          "val_acc"]
+REQUIRED_TRIAL_COLUMNS = ["study", "trial_id", "trainable", "seed", "status", "epochs_completed", "final_val_acc",
+                          "best_val_acc", "final_val_loss", "test_acc"]
+
+# --- Parquet key-value metadata, on both files ---------------------------------------------
+META_STUDY = b"hpstudy.study"  # the study spec (study.presets.Study.spec)
+META_RUN = b"hpstudy.run"  # how the study ran: its flags; seeds on demand adds looks and rounds
+META_VERSIONS = b"hpstudy.versions"
+META_GIT_COMMIT = b"hpstudy.git_commit"
+
+
+class TrialRecord(TypedDict):
+    """What the export turns into rows: one Tune trial as the live callback or Tune's saved state holds it."""
+
+    config: dict  # the trial's config as Tune gave it (bundle labels not yet expanded)
+    history: list[dict]  # every report, in order; a rerun epoch appears again, the last one counts
+    error: str | None  # one line, for a trial that errored
+    finished: bool  # terminated or errored; False while pending or running
+
+
+def new_record(config: dict) -> TrialRecord:
+    return {"config": config, "history": [], "error": None, "finished": False}
