@@ -205,6 +205,7 @@ def test_bad_analysis_options_are_one_line(two_datasets, tmp_path, flags, messag
 
 
 def test_the_analysis_needs_no_torch():
-    code = "import sys, analysis.report, analysis.compare; assert 'torch' not in sys.modules, 'torch imported'"
+    code = ("import sys, analysis.report, analysis.compare; assert 'torch' not in sys.modules, 'torch imported'; "
+            "assert 'ray' not in sys.modules, 'ray imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
