@@ -47,6 +47,7 @@ class RunOptions:
     aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
     max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
     smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
+    checkpoint_every_s: float | None = None  # None: trainables.tune_adapter.CHECKPOINT_EVERY_S
 
     @property
     def folder(self) -> str:
@@ -110,6 +111,9 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--num-samples", type=_positive_int,
                         help=f"Optuna trials (default {DEFAULT_OPTUNA_SAMPLES}); grid presets run each grid point once")
     parser.add_argument("--max-failures", type=_non_negative_int, default=3, help="retries of a failed trial from its checkpoint")
+    parser.add_argument("--checkpoint-every-s", type=_resource(allow_zero=True), metavar="S",
+                        help="save a trial's state at most every S seconds and at its end (default 30; 0: every "
+                             "epoch); a restarted trial redoes at most S seconds")
     parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
                         help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
                              "multiple of K); each seed still gets its own rows in the results")
@@ -156,4 +160,5 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
         num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
         batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
         smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
+        checkpoint_every_s=args.checkpoint_every_s,
     )

@@ -16,7 +16,8 @@ def run_info(options: RunOptions) -> dict:
             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
             "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
-            "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect}
+            "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect,
+            "checkpoint_every_s": options.checkpoint_every_s}
     if options.max_seeds:
         # the planned looks and the rounds so far: the analysis tests each look at alpha / looks
         from study.seeds_on_demand import saved_status

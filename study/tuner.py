@@ -16,13 +16,15 @@ from study.presets import Study
 from study.spaces import grid_points, grid_space, search_space
 
 
-def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str) -> None:
+def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str,
+              checkpoint_every_s: float | None = None) -> None:
     """What each Ray trial runs: expand the study's level labels, then train."""
-    from trainables.tune_adapter import train
+    from trainables.tune_adapter import CHECKPOINT_EVERY_S, train
 
     trial_config = study.expand(config)
     dataset = TRAINABLES[trial_config["trainable"]].dataset
-    train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset])
+    train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset],
+          checkpoint_every_s=CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s)
 
 
 def trial_dirname(trial) -> str:
@@ -45,7 +47,8 @@ def seeds_on_demand(study: Study, options: RunOptions):
 def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
                 reuse_actors: bool = True):
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root),
+        tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
+                             checkpoint_every_s=options.checkpoint_every_s),
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
     run_config = tune.RunConfig(

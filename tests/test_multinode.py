@@ -38,7 +38,8 @@ def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
     log = (tmp_path / "driver.log").open("w+")  # a file, not a pipe: a full pipe would stall the driver
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.mnist1d_grid", "--smoke", "--epochs", str(EPOCHS), "--address", cluster.address,
-         "--storage", str(tmp_path), "--data-root", str(data_root), "--max-failures", "3"],
+         "--storage", str(tmp_path), "--data-root", str(data_root), "--max-failures", "3",
+         "--checkpoint-every-s", "0"],  # a checkpoint every epoch: progress the test can watch
         stdout=log, stderr=subprocess.STDOUT, text=True)
 
     # wait until two trials are running, a few epochs in and far from done: with one CPU per node,

@@ -57,7 +57,8 @@ def epoch_table(folder: Path) -> pd.DataFrame:
     return epochs.sort_values(KEY).reset_index(drop=True)
 
 
-SMALL = ["--smoke", "--epochs", "30"]
+# A checkpoint every epoch: the tests watch them to interrupt a study mid-trial.
+SMALL = ["--smoke", "--epochs", "30", "--checkpoint-every-s", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +111,7 @@ def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, d
     storage = tmp_path / "interrupted"
     folder = storage / "mnist1d_grid"
     args = ["--smoke", "--epochs", str(epochs), "--batch-seeds", "2", "--data-root", str(data_root),
-            "--storage", str(storage)]
+            "--storage", str(storage), "--checkpoint-every-s", "0"]
     proc = StudyProcess(*args, log=tmp_path / "first.log")
     wait_for(lambda: some_trial_reached_epoch(folder, 3), what="a trial at epoch 3")
     proc.send_signal(signal.SIGINT)
@@ -169,6 +170,8 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--seeds", "4", "--max-seeds", "3"], "--max-seeds 3 is below the 4 seeds every configuration starts with"),
     (["--smallest-effect", "0.02"], "--smallest-effect decides when seeds on demand stop; add --max-seeds M"),
     (["--max-seeds", "6", "--smallest-effect", "-1"], "argument --smallest-effect: expected a number >= 0"),
+    (["--checkpoint-every-s", "soon"], "argument --checkpoint-every-s: expected a number such as 1 or 0.25"),
+    (["--checkpoint-every-s", "-5"], "argument --checkpoint-every-s: expected a number >= 0"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
     code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))

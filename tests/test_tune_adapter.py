@@ -7,7 +7,7 @@ import pytest
 import ray
 from ray import tune
 
-from trainables.tune_adapter import report_to_tune, train
+from trainables.tune_adapter import CheckpointEvery, report_to_tune, train
 
 CONFIG = {"trainable": "mnist1d_cnn", "epochs": 4, "max_train_samples": 400, "seed": 3}
 
@@ -21,11 +21,11 @@ def local_ray():
     ray.shutdown()
 
 
-def crash_once_after_epoch_2(marker: str):
-    """A report function that dies like a lost worker after epoch 2's checkpoint, the first time only."""
+def crash_once_after_epoch_2(marker: str, report_epoch=report_to_tune):
+    """A report function that dies like a lost worker after epoch 2's report, the first time only."""
 
     def report(metrics, state):
-        report_to_tune(metrics, state)
+        report_epoch(metrics, state)
         if metrics["epoch"] == 2 and not Path(marker).exists():
             Path(marker).touch()
             raise RuntimeError("simulated worker crash")
@@ -59,3 +59,19 @@ def test_crashed_trial_resumes_from_its_last_checkpoint(tmp_path, data_root, loc
     reference = run_tuner(tmp_path / "runs", "steady", data_root)[0].metrics_dataframe
     for column in ("train_loss", "val_acc", "val_loss"):
         assert history[column].tolist() == reference[column].tolist(), column
+
+
+@pytest.mark.parametrize("seconds, epochs_run", [(0, [1, 2, 3, 4]), (1e9, [1, 2, 1, 2, 3, 4])],
+                         ids=["every-epoch", "only-at-the-end"])
+def test_a_restarted_trial_redoes_what_its_last_checkpoint_lacks(seconds, epochs_run, tmp_path, data_root, local_ray):
+    """checkpoint_every_s: 0 checkpoints every epoch, so the crash after epoch 2 costs nothing; with
+    no checkpoint before the end the trial starts again at epoch 1. Either way it ends the same."""
+    marker = tmp_path / "crashed"
+    reporter = CheckpointEvery(seconds, CONFIG["epochs"])
+    result = run_tuner(tmp_path / "runs", "sparse", data_root, report=crash_once_after_epoch_2(str(marker), reporter),
+                       max_failures=1)[0]
+    assert marker.exists() and result.error is None
+    assert result.metrics_dataframe["epoch"].tolist() == epochs_run
+    assert result.checkpoint is not None  # the last report always carries one
+    reference = run_tuner(tmp_path / "runs", "steady", data_root)[0].metrics_dataframe
+    assert result.metrics_dataframe["val_acc"].tolist()[-4:] == reference["val_acc"].tolist()

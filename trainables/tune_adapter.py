@@ -1,8 +1,11 @@
 """The function Ray Tune runs for one trial: `fit` wired to `tune.report` and Tune checkpoints.
 
-Every epoch's state is saved as a Tune checkpoint alongside its metrics; a
-trial that Tune restarts (lost node, crashed worker, `Tuner.restore`) finds it
-with `tune.get_checkpoint()` and continues from the next epoch.
+Every epoch's metrics are reported; the trial's state is saved as a Tune checkpoint
+with them at most every `checkpoint_every_s` seconds, and always with the trial's
+last report. A trial that Tune restarts (lost node, crashed worker, `Tuner.restore`)
+finds its last checkpoint with `tune.get_checkpoint()` and continues from the epoch
+after it, so it redoes at most `checkpoint_every_s` seconds of training. 0 saves
+every epoch.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 import ray
@@ -17,8 +21,12 @@ import torch
 from ray import tune
 
 from trainables.loop import fit
+from trainables.registry import resolve_config
 
 STATE_FILE = "state.pt"
+# A checkpoint of a short epoch costs a large share of it (benchmarks/README.md, study
+# overhead); one every 30 s costs little whatever the epoch, and a failure redoes at most 30 s.
+CHECKPOINT_EVERY_S = 30.0
 
 
 def _threads_assigned_by_ray() -> int | None:
@@ -32,17 +40,36 @@ def report_to_tune(metrics: dict, state: dict) -> None:
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
+class CheckpointEvery:
+    """`report(metrics, state)` for fit: metrics to Tune every epoch, the state as a checkpoint
+    when `seconds` have passed since the last one (or the trial started), and always at its end."""
+
+    def __init__(self, seconds: float, epochs: int):
+        self.seconds, self.epochs = seconds, epochs
+        self.last = time.monotonic()
+
+    def __call__(self, metrics: dict, state: dict) -> None:
+        last_report = metrics["epoch"] >= self.epochs or metrics["diverged"]  # fit ends after this one
+        if last_report or time.monotonic() - self.last >= self.seconds:
+            report_to_tune(metrics, state)
+            self.last = time.monotonic()
+        else:
+            tune.report(metrics)
+
+
 def load_state(checkpoint: tune.Checkpoint) -> dict:
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
 
 
-def train(config: dict, data_root: str | None = None, download: bool = False, splits=None, report=report_to_tune) -> None:
+def train(config: dict, data_root: str | None = None, download: bool = False, splits=None,
+          checkpoint_every_s: float = CHECKPOINT_EVERY_S, report=None) -> None:
     """Tune trainable: pass through `tune.with_parameters(train, data_root=..., splits=...)`.
 
     `data_root` must be absolute (each trial runs in its own folder); `splits`,
     when given through `tune.with_parameters`, is shared by all trials on a
     node via Ray's object store instead of each worker loading its own copy.
+    `report` replaces the reporting (tests use it to crash a trial on purpose).
     """
     # One "Checkpoint successfully created" line per epoch per trial drowns the
     # driver's output; failures still surface as warnings and trial errors.
@@ -54,4 +81,6 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
     start = load_state(checkpoint) if checkpoint else None
     # Which node ran each epoch: a trial moved by a node failure shows it in its rows.
     node = {"node_id": ray.get_runtime_context().get_node_id()}
+    if report is None:
+        report = CheckpointEvery(checkpoint_every_s, resolve_config(config)["epochs"])
     fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node)
