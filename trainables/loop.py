@@ -188,7 +188,7 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         with autocast():
             logits = engine.train_logits(xb)
         yb = yb.flatten()  # as the logits: replicate 0's batch, then replicate 1's, ...
-        if k == 1:  # one model: the fused mean (a per-replicate reduction costs a small MLP ~4% of its step)
+        if k == 1:  # one model: the fused mean loss (a per-replicate reduction slows a small MLP; benchmarks/README.md)
             loss = F.cross_entropy(logits.float(), yb)
             losses = loss.detach().view(1)
         else:
