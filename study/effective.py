@@ -6,23 +6,27 @@ before Ray starts or anything is written.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
+from trainables.errors import ConfigError
 from trainables.registry import resolve_config
 
+from study.definition import SMOKE_DATA, SMOKE_EPOCHS, Study, make_study
 from study.options import RunOptions
-from study.presets import SMOKE_DATA, SMOKE_EPOCHS, Study, get_study
+from study.presets import get_study
 from study.spaces import grid_points, space_corners
+from study.study_file import read_study_file
 
 
 def effective_study(options: RunOptions) -> Study:
-    """The preset with this run's --epochs / --seeds / --smoke / --batch-seeds applied."""
-    study = get_study(options.preset, options.trainable)
-    fixed = dict(study.fixed)
-    axes = dict(study.axes)
+    """The preset or study file with this run's --set / --axis / --plugins / --epochs / --seeds /
+    --smoke / --batch-seeds applied."""
+    study = read_study_file(options.study_file) if options.study_file else get_study(options.preset, options.trainable)
+    fixed = {k: v for k, v in study.fixed.items() if k not in options.axis_overrides}
+    fixed.update(options.sets)
+    axes = {**study.axes, **options.axis_overrides}
+    smoke_axes = {**study.smoke_axes, **options.axis_overrides}
     seeds = options.seeds or study.seeds
     if options.smoke:
-        axes, seeds = dict(study.smoke_axes), options.seeds or 1  # one seed unless --seeds asks for more
+        axes, seeds = smoke_axes, options.seeds or 1  # one seed unless --seeds asks for more
         fixed.update(SMOKE_DATA, epochs=SMOKE_EPOCHS)
     if options.epochs:
         fixed["epochs"] = options.epochs
@@ -31,14 +35,23 @@ def effective_study(options: RunOptions) -> Study:
         # count is rounded up to whole trials; an Optuna trial trains seeds 0..K-1
         fixed.update(replicates=options.batch_seeds, aggregate=options.aggregate)
         seeds = -(-seeds // options.batch_seeds) * options.batch_seeds
-    return replace(study, name=options.name, fixed=fixed, axes=axes, seeds=seeds)
+    plugins = list(dict.fromkeys([*options.plugins, *study.plugins]))
+    return make_study(options.name, study.description, fixed, axes, seeds, smoke_axes,
+                      {k: {label: dict(keys) for label, keys in b.items()} for k, b in study.bundles.items()},
+                      metric=study.metric, mode=study.mode, search=study.search, space=study.space, plugins=plugins)
 
 
-def validate_study(study: Study) -> None:
-    """Resolve every config the study will run, so a bad one stops us before Ray starts."""
-    if study.search == "optuna":
-        for corner in space_corners(study.space):
-            resolve_config(study.expand({**study.fixed, **corner, "seed": 0}))
-        return
-    for config in grid_points(study.fixed, study.axes, study.seeds):
-        resolve_config(study.expand(config))
+def validate_study(study: Study, source: str | None = None) -> None:
+    """Resolve every config the study will run, so a bad one stops us before Ray starts;
+    `source`, the study file, starts the message."""
+    try:
+        if not study.trainables():
+            raise ConfigError("the study names no trainable; set trainable in [fixed] or as an axis")
+        if study.search == "optuna":
+            for corner in space_corners(study.space):
+                resolve_config(study.expand({**study.fixed, **corner, "seed": 0}))
+            return
+        for config in grid_points(study.fixed, study.axes, study.seeds):
+            resolve_config(study.expand(config))
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") if source else exc from None

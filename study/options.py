@@ -1,32 +1,39 @@
-"""The study runner's command line: `python -m study.<preset> [flags]` -> RunOptions.
+"""The study runner's command line: `python -m study.<preset> [flags]` or `python -m study FILE.toml
+[flags]` -> RunOptions.
 
 Bad flags and flag combinations are one line on stderr and exit code 2 (argparse's
-`error`, through trainables.cli.OneLineParser).
+`error`, through trainables.cli.OneLineParser); a bad study file, plugin or override
+is a UserError, which the runner's main turns into the same.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainables.cli import OneLineParser
+from trainables.cli import OneLineParser, parse_assignments, parse_value
+from trainables.errors import UserError
+from trainables.plugins import import_plugins
 from trainables.registry import AGGREGATES, TRAINABLES
 
 from study import export
-from study.presets import PER_TRAINABLE, SMOKE_EPOCHS, get_study
+from study.definition import SMOKE_EPOCHS, Study
+from study.presets import PER_TRAINABLE, get_study
+from study.study_file import read_study_file
 
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
 # What --resume takes from the run file rather than the command line, and the value a run
 # file written before that option existed implies.
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
-                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01}
+                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
+                   "sets": {}, "axis_overrides": {}, "plugins": []}
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    preset: str
+    preset: str | None  # None: a study file
     trainable: str | None  # presets made per trainable (study.presets.PER_TRAINABLE) only
     epochs: int | None
     seeds: int | None
@@ -48,6 +55,15 @@ class RunOptions:
     max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
     smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
     checkpoint_every_s: float | None = None  # None: trainables.tune_adapter.CHECKPOINT_EVERY_S
+    study_file: str | None = None  # absolute path of the study file (python -m study FILE.toml)
+    sets: dict = field(default_factory=dict)  # --set key=value: fixed values
+    axis_overrides: dict = field(default_factory=dict)  # --axis key=levels: axes replaced or added
+    plugins: tuple = ()  # --plugins, besides the study's own
+    print_study: bool = False
+
+    @property
+    def prog(self) -> str:
+        return "python -m study" if self.preset is None else f"python -m study.{self.preset}"
 
     @property
     def folder(self) -> str:
@@ -87,11 +103,59 @@ def _resource(allow_zero: bool):
     return parse
 
 
-def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
+def _plugin_entries(entries: list[str]) -> tuple[str, ...]:
+    """--plugins as given: module names, and .py paths made absolute (workers run elsewhere)."""
+    return tuple(str(Path(e).expanduser().resolve()) if e.endswith(".py") else e for e in entries)
+
+
+def parse_axis(item: str) -> tuple[str, list]:
+    """--axis key=level,level,... (levels as --set values), or key=[JSON list] for list levels."""
+    key, sep, text = item.partition("=")
+    key, text = key.strip(), text.strip()
+    levels = (parse_value(text) if text.startswith("[") else [parse_value(t.strip()) for t in text.split(",")]
+              ) if sep and key and text else None
+    if not isinstance(levels, list) or not levels:
+        raise UserError(f"--axis takes key=level,level,..., got {item!r}; e.g. --axis activation=relu,gelu")
+    return key, levels
+
+
+def check_overrides(study: Study, sets: dict, axes: dict) -> None:
+    """--set and --axis against the study they change: one line for what would be ignored or clash."""
+    for key in sets:
+        if key in axes:
+            raise UserError(f"{key} is given to both --set and --axis; keep one")
+        if key in study.axes:
+            raise UserError(f"{key} is an axis of study {study.name}; use --axis {key}={sets[key]} to keep one level")
+        if key in study.space:
+            raise UserError(f"{key} is searched by study {study.name}'s Optuna space; change the space in a study "
+                            "file (--print-study writes one)")
+        setters = [axis for axis, levels in study.bundles.items() if any(key in keys for keys in levels.values())]
+        if setters:
+            raise UserError(f"{key} is set by the {setters[0]} levels of study {study.name}; change them in a study "
+                            "file (--print-study writes one)")
+    if axes and study.search == "optuna":
+        raise UserError(f"--axis adds grid axes; study {study.name} is an Optuna search, change its space in a "
+                        "study file (--print-study writes one)")
+
+
+def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
+    """`preset` None: the first argument is a study file."""
+    # --plugins first: they may register the trainable a per-trainable preset is given
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--plugins", action="append", default=[])
+    plugins = _plugin_entries(early.parse_known_args(argv)[0].plugins)
+    import_plugins(plugins)
+
     per_trainable = preset in PER_TRAINABLE
-    parser = OneLineParser(prog=f"python -m study.{preset}",
-                           description=(get_study(preset).description if not per_trainable else
-                                        PER_TRAINABLE[preset][0]))
+    if preset is None:
+        description = __doc__.splitlines()[0]
+    else:
+        description = (get_study(preset) if not per_trainable else read_study_file(
+            Path(__file__).parent / "studies" / f"{preset}.toml")).description
+    parser = OneLineParser(prog="python -m study" if preset is None else f"python -m study.{preset}",
+                           description=description)
+    if preset is None:
+        parser.add_argument("study_file", metavar="FILE.toml", help="the study file (see ARCHITECTURE.md, study files)")
     if per_trainable:
         parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
                             help=f"one of: {', '.join(TRAINABLES)}")
@@ -124,13 +188,27 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
                              "where a comparison is still inconclusive, up to M")
     parser.add_argument("--smallest-effect", type=_resource(allow_zero=True), default=None,
                         help="with --max-seeds: the smallest difference in test accuracy that matters (default 0.01)")
-    if per_trainable or get_study(preset).search == "optuna":
-        parser.add_argument("--asha", action="store_true", help="stop poor trials early with ASHA")
+    parser.add_argument("--asha", action="store_true", help="Optuna searches: stop poor trials early with ASHA")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a fixed config value for every trial (JSON values: --set lr=0.05 --set hidden=[64,64])")
+    parser.add_argument("--axis", dest="axes", action="append", default=[], metavar="KEY=LEVELS",
+                        help="replace or add a grid axis: --axis activation=relu,gelu")
+    parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
+                        help="a module name or .py file that registers trainables and datasets (repeatable)")
+    parser.add_argument("--print-study", action="store_true",
+                        help="print the study (with --set / --axis applied) as a study file and exit")
     args = parser.parse_args(argv)
     trainable = getattr(args, "trainable", None)
-    base = get_study(preset, trainable)
+    study_file = str(Path(args.study_file).expanduser().resolve()) if preset is None else None
+    base = read_study_file(study_file) if study_file else get_study(preset, trainable)
+    import_plugins(base.plugins)
+    sets = parse_assignments(args.sets)
+    axis_overrides = dict(parse_axis(item) for item in args.axes)
+    check_overrides(base, sets, axis_overrides)
     is_optuna = base.search == "optuna"
 
+    if args.asha and not is_optuna:
+        parser.error("--asha stops poor trials of an Optuna search; a grid trains every point to the end, drop it")
     if not is_optuna and args.num_samples is not None:
         parser.error("--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats")
     if is_optuna and args.seeds not in (None, 1):
@@ -157,8 +235,9 @@ def parse_args(preset: str, argv: list[str] | None) -> RunOptions:
         storage=storage, name=name, address=args.address, resume=args.resume,
         data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-        num_samples=args.num_samples, max_failures=args.max_failures, asha=getattr(args, "asha", False),
+        num_samples=args.num_samples, max_failures=args.max_failures, asha=args.asha,
         batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
         smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
-        checkpoint_every_s=args.checkpoint_every_s,
+        checkpoint_every_s=args.checkpoint_every_s, study_file=study_file, sets=sets, axis_overrides=axis_overrides,
+        plugins=plugins, print_study=args.print_study,
     )

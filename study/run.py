@@ -1,4 +1,4 @@
-"""Run a study on Ray Tune: `python -m study.<preset> [flags]`.
+"""Run a study on Ray Tune: `python -m study.<preset> [flags]` or `python -m study FILE.toml [flags]`.
 
 The steps, each in its own module: the command line (study.options), the study as
 this run trains it (study.effective), the checks before anything is written
@@ -22,6 +22,7 @@ from study.checks import check_address, check_data, check_storage
 from study.effective import effective_study, validate_study
 from study.options import RESUMED_OPTIONS, RunOptions, parse_args
 from study.run_file import load_run_file, run_info, write_run_file
+from study.study_file import to_toml
 
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--resume` continues
 
@@ -41,15 +42,19 @@ def seeds_summary(options: RunOptions) -> str | None:
             f"({status['seed_runs'] / fixed:.0%}); {status['decided']} comparisons decided, {state}")
 
 
-def start_ray(options: RunOptions) -> bool:
-    """Join --address, or start a local Ray; True if we started (and so must stop) it."""
+def start_ray(options: RunOptions, plugins: list) -> bool:
+    """Join --address, or start a local Ray; True if we started (and so must stop) it.
+
+    On a cluster the plugin modules travel with the job (runtime_env py_modules), so workers
+    on other machines import them too; a local Ray's workers import them from their files."""
     import ray
 
     if ray.is_initialized():
         return False  # an embedding program (or a test) owns Ray
     try:
         if options.address:
-            ray.init(address=options.address, log_to_driver=True)
+            runtime_env = {"py_modules": plugins} if plugins else None
+            ray.init(address=options.address, log_to_driver=True, runtime_env=runtime_env)
         else:
             ray.init(include_dashboard=False)
     except ConnectionError as exc:
@@ -76,7 +81,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         saved = load_run_file(options)
         options = replace(options, **{k: saved.get(k, default) for k, default in RESUMED_OPTIONS.items()})
     study = effective_study(options)
-    validate_study(study)
+    validate_study(study, options.study_file)
     check_address(options.address)
     if not options.resume:
         check_storage(options)
@@ -87,7 +92,10 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     from study.live_export import ParquetExporter
     from study.tuner import build_tuner, tune_environment
 
-    owns_ray = start_ray(options)
+    from trainables.plugins import import_plugins, plugin_sources
+
+    plugins = import_plugins(study.plugins)
+    owns_ray = start_ray(options, plugins)
     try:
         gpus = options.gpus_per_trial
         if gpus is None:
@@ -95,7 +103,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         if not options.resume:
             write_run_file(options)
         exporter = ParquetExporter(study, options)
-        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, reuse_actors)
+        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors)
         with tune_environment():
             tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
@@ -118,10 +126,16 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     return 0
 
 
-def main(preset: str, argv: list[str] | None = None) -> int:
-    prog = f"python -m study.{preset}"
-    options = parse_args(preset, argv)
+def main(preset: str | None, argv: list[str] | None = None) -> int:
+    """`preset` None: `python -m study FILE.toml`."""
+    prog = "python -m study" if preset is None else f"python -m study.{preset}"
     try:
+        options = parse_args(preset, argv)
+        if options.print_study:
+            study = effective_study(options)
+            validate_study(study, options.study_file)
+            print(to_toml(study), end="")
+            return 0
         return run(options)
     except UserError as error:
         return report_user_error(prog, error)

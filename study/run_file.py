@@ -11,7 +11,9 @@ RUN_FILE = "hpstudy_run.json"
 
 
 def run_info(options: RunOptions) -> dict:
-    info = {"preset": options.preset, "trainable": options.trainable, "smoke": options.smoke,
+    info = {"preset": options.preset, "trainable": options.trainable, "study_file": options.study_file,
+            "sets": options.sets, "axis_overrides": options.axis_overrides, "plugins": list(options.plugins),
+            "smoke": options.smoke,
             "epochs": options.epochs, "seeds": options.seeds, "data_root": options.data_root,
             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
@@ -32,7 +34,9 @@ def load_run_file(options: RunOptions) -> dict:
     if saved is None:
         raise UserError(f"{options.folder} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
     if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
-        raise UserError(f"{options.folder} holds a {saved['preset']} study; resume it with python -m study.{saved['preset']}")
+        how = (f"python -m study.{saved['preset']}" if saved["preset"] else
+               f"python -m study {saved.get('study_file') or 'FILE.toml'}")
+        raise UserError(f"{options.folder} holds a study started with {how}; resume it with that command and --resume")
     return saved
 
 

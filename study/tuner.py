@@ -17,9 +17,12 @@ from study.spaces import grid_points, grid_space, search_space
 
 
 def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str,
-              checkpoint_every_s: float | None = None) -> None:
-    """What each Ray trial runs: expand the study's level labels, then train."""
+              checkpoint_every_s: float | None = None, plugin_sources: list | None = None) -> None:
+    """What each Ray trial runs: import the study's plugins, expand its level labels, then train."""
+    from trainables.plugins import import_sources
     from trainables.tune_adapter import CHECKPOINT_EVERY_S, train
+
+    import_sources(plugin_sources or [])
 
     trial_config = study.expand(config)
     dataset = TRAINABLES[trial_config["trainable"]].dataset
@@ -45,10 +48,10 @@ def seeds_on_demand(study: Study, options: RunOptions):
 
 
 def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
-                reuse_actors: bool = True):
+                plugin_sources: list | None = None, reuse_actors: bool = True):
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
-                             checkpoint_every_s=options.checkpoint_every_s),
+                             checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources),
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
     run_config = tune.RunConfig(

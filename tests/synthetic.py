@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from study.export import identity, trial_row, write_results
-from study.presets import Study, _study
+from study.definition import Study, make_study as _study
 
 
 def make_study(name: str, fixed: dict, axes: dict, seeds: int, bundles: dict | None = None) -> Study:

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from ray.tune.search import Searcher
 
-from study.presets import _study
+from study.definition import make_study as _study
 from study.seeds_on_demand import SeedsOnDemand, planned_looks
 from test_study_runner import StudyProcess, wait_for
 

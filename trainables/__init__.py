@@ -1,13 +1,15 @@
 """What one trial does: data, model, optimizer and the epoch loop, by name.
 
-`fit`, `TRAINABLES` and `resolve_config` load on first use, so that importing the
-torch-free parts (`trainables.errors`, `trainables.cli`, which the analysis uses)
-does not import torch.
+`fit`, `TRAINABLES`, `resolve_config` and the plugin API (`register_dataset`,
+`register_trainable`, `make_activation`, `Splits`: trainables.plugins) load on first
+use, so that importing the torch-free parts (`trainables.errors`, `trainables.cli`,
+which the analysis uses) does not import torch.
 """
 
 from trainables.errors import ConfigError, DataError, UserError
 
-__all__ = ["fit", "TRAINABLES", "resolve_config", "ConfigError", "DataError", "UserError"]
+__all__ = ["fit", "TRAINABLES", "resolve_config", "register_dataset", "register_trainable", "make_activation",
+           "Splits", "ConfigError", "DataError", "UserError"]
 
 
 def __getattr__(name: str):
@@ -19,4 +21,16 @@ def __getattr__(name: str):
         from trainables import registry
 
         return getattr(registry, name)
+    if name in ("register_dataset", "register_trainable"):
+        from trainables import plugins
+
+        return getattr(plugins, name)
+    if name == "make_activation":
+        from trainables.activations import make_activation
+
+        return make_activation
+    if name == "Splits":
+        from trainables.data import Splits
+
+        return Splits
     raise AttributeError(f"module 'trainables' has no attribute {name!r}")

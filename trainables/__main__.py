@@ -1,13 +1,15 @@
-"""python -m trainables NAME [--set key=value ...]: one trial, no Ray, one JSON line per epoch."""
+"""python -m trainables NAME [--set key=value ...] [--plugins MODULE]: one trial, no Ray, one JSON line per epoch."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import sys
 
 from trainables.cli import OneLineParser, parse_assignments, report_user_error
 from trainables.errors import UserError
+from trainables.plugins import import_plugins
 from trainables.registry import TRAINABLES
 
 
@@ -21,9 +23,18 @@ def _json_safe(value):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # --plugins first: they register trainables the positional argument may name
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--plugins", action="append", default=[])
+    try:
+        import_plugins(early.parse_known_args(argv)[0].plugins)
+    except UserError as error:
+        return report_user_error("python -m trainables", error)
     parser = OneLineParser(prog="python -m trainables", description=__doc__)
     parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
                         help=f"one of: {', '.join(TRAINABLES)}")
+    parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
+                        help="a module name or .py file that registers trainables and datasets (repeatable)")
     parser.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config key, e.g. --set activation=gelu --set batchnorm=true")
     parser.add_argument("--data-root", default=None, help="dataset folder (default: ./data)")
