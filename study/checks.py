@@ -74,3 +74,32 @@ def check_data(study: Study, options: RunOptions):
     from trainables import data
 
     return {name: data.load(name, options.data_root, download=options.download).shareable() for name in study.datasets()}
+
+
+def check_loggers(names) -> None:
+    """--log needs its package; say which extra installs it."""
+    import importlib.util
+
+    from study.options import LOGGERS
+
+    for name in names:
+        package, extra = LOGGERS[name]
+        if importlib.util.find_spec(package) is None:
+            raise UserError(f"--log {name} needs the {package} package; pip install 'hpstudy[{extra}]' "
+                            f"(or drop --log {name})")
+
+
+def open_optuna_storage(url: str):
+    """--optuna-storage: a database URL (sqlite:///study.db) or a journal file path -> Optuna storage."""
+    import optuna
+
+    try:
+        if "://" in url:
+            return optuna.storages.RDBStorage(url)
+        from optuna.storages.journal import JournalFileBackend
+
+        return optuna.storages.JournalStorage(JournalFileBackend(str(Path(url).expanduser().resolve())))
+    except Exception as exc:  # sqlalchemy and the file backend raise many kinds
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(f"--optuna-storage {url} cannot be opened ({message}); give sqlite:///path/to/study.db "
+                        "or a journal file path such as optuna.log") from None

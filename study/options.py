@@ -22,13 +22,15 @@ from study.definition import SMOKE_EPOCHS, Study
 from study.presets import PER_TRAINABLE, get_study
 from study.study_file import read_study_file
 
+# --log NAME -> (the package it needs, the extra that installs it)
+LOGGERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
 DEFAULT_STORAGE = "results"
 DEFAULT_OPTUNA_SAMPLES = 20
 # What --resume takes from the run file rather than the command line, and the value a run
 # file written before that option existed implies.
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
                    "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
-                   "sets": {}, "axis_overrides": {}, "plugins": []}
+                   "sets": {}, "axis_overrides": {}, "plugins": [], "optuna_storage": None}
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class RunOptions:
     axis_overrides: dict = field(default_factory=dict)  # --axis key=levels: axes replaced or added
     plugins: tuple = ()  # --plugins, besides the study's own
     print_study: bool = False
+    optuna_storage: str | None = None  # Optuna's own storage (sqlite:///file.db or a journal file), for its dashboard
+    log: tuple = ()  # --log: Tune logger callbacks (study.tuner.LOGGERS)
+    verbose: bool = False  # Tune's own trial table instead of the compact progress bar
 
     @property
     def prog(self) -> str:
@@ -195,6 +200,12 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
                         help="replace or add a grid axis: --axis activation=relu,gelu")
     parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
                         help="a module name or .py file that registers trainables and datasets (repeatable)")
+    parser.add_argument("--optuna-storage", metavar="URL",
+                        help="Optuna searches: keep the Optuna study in sqlite:///file.db (or another database URL) "
+                             "or a journal file, to watch it with optuna-dashboard; --resume continues it")
+    parser.add_argument("--log", action="append", default=[], choices=list(LOGGERS),
+                        help="also log to tensorboard, mlflow or wandb (repeatable; mlflow and wandb are extras)")
+    parser.add_argument("--verbose", action="store_true", help="Ray Tune's full trial table instead of one progress bar")
     parser.add_argument("--print-study", action="store_true",
                         help="print the study (with --set / --axis applied) as a study file and exit")
     args = parser.parse_args(argv)
@@ -207,6 +218,8 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     check_overrides(base, sets, axis_overrides)
     is_optuna = base.search == "optuna"
 
+    if args.optuna_storage and not is_optuna:
+        parser.error("--optuna-storage keeps an Optuna search's study; a grid has none, drop it")
     if args.asha and not is_optuna:
         parser.error("--asha stops poor trials of an Optuna search; a grid trains every point to the end, drop it")
     if not is_optuna and args.num_samples is not None:
@@ -239,5 +252,6 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
         batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
         smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
         checkpoint_every_s=args.checkpoint_every_s, study_file=study_file, sets=sets, axis_overrides=axis_overrides,
-        plugins=plugins, print_study=args.print_study,
+        plugins=plugins, print_study=args.print_study, optuna_storage=args.optuna_storage,
+        log=tuple(dict.fromkeys(args.log)), verbose=args.verbose,
     )

@@ -14,13 +14,15 @@ import time
 from ray import tune
 from tqdm.auto import tqdm
 
-REFRESH_S = 1.0  # at most this often from Tune's loop; completions always update
+REFRESH_S = 1.0  # at most this often from Tune's loop; on a terminal, completions always show
+FILE_REFRESH_S = 30.0  # where output goes to a file, a status at most this often (and the last one)
 
 
 class ProgressBar(tune.Callback):
     def __init__(self, name: str, total: int | None, metric: str, mode: str):
         self.name, self.total, self.metric, self.mode = name, total, metric, mode
         self.bar = None
+        self.interactive = False
         self.best: float | None = None
         self.last_refresh = 0.0
 
@@ -29,9 +31,9 @@ class ProgressBar(tune.Callback):
 
     def setup(self, **info):
         # a line per refresh where output is a file (a log, `ray job logs`), in place on a terminal
-        interactive = sys.stdout.isatty()
-        self.bar = tqdm(total=self.total, desc=self.name, unit="trial", file=sys.stdout, dynamic_ncols=interactive,
-                        mininterval=REFRESH_S if interactive else 30.0, leave=True)
+        self.interactive = sys.stdout.isatty()
+        self.bar = tqdm(total=self.total, desc=self.name, unit="trial", file=sys.stdout, dynamic_ncols=self.interactive,
+                        mininterval=REFRESH_S if self.interactive else FILE_REFRESH_S, leave=True)
 
     def _refresh(self, trials, force: bool = False) -> None:
         if self.bar is None or (not force and time.monotonic() - self.last_refresh < REFRESH_S):
@@ -43,7 +45,7 @@ class ProgressBar(tune.Callback):
         status = {"running": states.count("RUNNING"), "pending": states.count("PENDING")}
         if self.best is not None:
             status[f"best {self.metric}"] = f"{self.best:.4g}"
-        self.bar.set_postfix(status, refresh=True)
+        self.bar.set_postfix(status, refresh=force and self.interactive)
         self.last_refresh = time.monotonic()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):

@@ -18,7 +18,7 @@ from trainables.errors import UserError
 
 from study import export
 from study.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
-from study.checks import check_address, check_data, check_storage
+from study.checks import check_address, check_data, check_loggers, check_storage, open_optuna_storage
 from study.effective import effective_study, validate_study
 from study.options import RESUMED_OPTIONS, RunOptions, parse_args
 from study.run_file import load_run_file, run_info, write_run_file
@@ -83,6 +83,9 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     study = effective_study(options)
     validate_study(study, options.study_file)
     check_address(options.address)
+    check_loggers(options.log)
+    if options.optuna_storage:
+        open_optuna_storage(options.optuna_storage)
     if not options.resume:
         check_storage(options)
     splits_by_dataset = check_data(study, options)
@@ -104,7 +107,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
             write_run_file(options)
         exporter = ParquetExporter(study, options)
         tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors)
-        with tune_environment():
+        with tune_environment(options.verbose):
             tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
         # while the saved state keeps the unfinished ones pending for --resume.

@@ -19,7 +19,8 @@ def run_info(options: RunOptions) -> dict:
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
             "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
             "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect,
-            "checkpoint_every_s": options.checkpoint_every_s}
+            "checkpoint_every_s": options.checkpoint_every_s, "optuna_storage": options.optuna_storage,
+            "log": list(options.log)}
     if options.max_seeds:
         # the planned looks and the rounds so far: the analysis tests each look at alpha / looks
         from study.seeds_on_demand import saved_status

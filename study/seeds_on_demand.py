@@ -22,10 +22,12 @@ from __future__ import annotations
 import json
 import math
 import pickle
+import sys
 from pathlib import Path
 
 import pandas as pd
 from ray.tune.search import Searcher
+from tqdm.auto import tqdm
 
 from analysis.compare import analyse
 from analysis.load import Results
@@ -115,9 +117,12 @@ class SeedsOnDemand(Searcher):
                   "configurations": len(set(i for i, _ in self.queue))}
         if scheduled:
             self.rounds.append(record)
-            print(f"{self.name}: round {record['round']}: "
-                  + ("" if still_open is None else f"{decided} comparisons decided, {still_open} open; ")
-                  + f"{scheduled} seed runs scheduled on {record['configurations']} configurations", flush=True)
+            # tqdm.write: a line above the study's progress bar, not through it
+            tqdm.write(f"{self.name}: round {record['round']}: "
+                       + ("" if still_open is None else f"{decided} comparisons decided, {still_open} open; ")
+                       + f"{scheduled} seed runs scheduled on {record['configurations']} configurations",
+                       file=sys.stdout)
+            sys.stdout.flush()
 
     def _key(self, point: dict, columns: list[str]) -> tuple:
         return tuple(_cell(point.get(c, self.fixed.get(c))) for c in columns)

@@ -11,7 +11,9 @@ from ray.tune.logger import JsonLoggerCallback
 
 from trainables.registry import TRAINABLES, resolve_config
 
+from study.checks import open_optuna_storage
 from study.options import DEFAULT_OPTUNA_SAMPLES, RunOptions
+from study.progress import ProgressBar
 from study.presets import Study
 from study.spaces import grid_points, grid_space, search_space
 
@@ -47,6 +49,38 @@ def seeds_on_demand(study: Study, options: RunOptions):
                          alpha=0.05, name=options.name)
 
 
+def logger_callbacks(names) -> list:
+    """--log: Ray Tune's own logger callbacks (checked to be installed by study.checks.check_loggers)."""
+    callbacks = []
+    for name in names:
+        if name == "tensorboard":
+            from ray.tune.logger import TBXLoggerCallback
+
+            callbacks.append(TBXLoggerCallback())
+        elif name == "mlflow":
+            from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+            callbacks.append(MLflowLoggerCallback())  # MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME as usual
+        elif name == "wandb":
+            from ray.air.integrations.wandb import WandbLoggerCallback
+
+            callbacks.append(WandbLoggerCallback())  # WANDB_PROJECT / WANDB_API_KEY as usual
+    return callbacks
+
+
+def trial_count(study: Study, options: RunOptions) -> int | None:
+    """The trials the study will run, for the progress bar (seeds on demand decides as it goes)."""
+    if options.max_seeds:
+        return None
+    if study.search == "optuna":
+        return optuna_samples(options)
+    return len(grid_points(study.fixed, study.axes, study.seeds))
+
+
+def optuna_samples(options: RunOptions) -> int:
+    return 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
+
+
 def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
                 plugin_sources: list | None = None, reuse_actors: bool = True):
     trainable = tune.with_resources(
@@ -63,8 +97,10 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
-        callbacks=[exporter, JsonLoggerCallback()],
-        verbose=1,
+        callbacks=[exporter, JsonLoggerCallback(), *logger_callbacks(options.log),
+                   *([] if options.verbose else [ProgressBar(options.name, trial_count(study, options), study.metric,
+                                                             study.mode)])],
+        verbose=1 if options.verbose else 0,
     )
     if options.resume:
         return tune.Tuner.restore(options.folder, trainable, resume_unfinished=True, resume_errored=False)
@@ -74,10 +110,12 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         from ray.tune.search.optuna import OptunaSearch
 
         epochs = resolve_config({**study.fixed})["epochs"]
-        search = ConcurrencyLimiter(OptunaSearch(seed=0), max_concurrent=options.max_concurrent or 2)
+        storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
+        searcher = OptunaSearch(seed=0, storage=storage, study_name=options.name if storage else None)
+        search = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent or 2)
         scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1) if options.asha else None
         param_space = {**study.fixed, **search_space(study.space), "seed": 0}
-        num_samples = 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
+        num_samples = optuna_samples(options)
         tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
                                       num_samples=num_samples, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
     elif options.max_seeds:
@@ -93,10 +131,14 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
 
 
 @contextlib.contextmanager
-def tune_environment():
+def tune_environment(verbose: bool = False):
     """Tune settings read from the environment, set only while our Tuner runs
     (a program that embeds hpstudy keeps its own Tune defaults)."""
     settings = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1"}  # see build_tuner's callbacks
+    if not verbose:
+        # Tune's newer console output prints its start and end boxes even at verbose=0; the
+        # older one is silent there, and the progress bar (study.progress) says what matters
+        settings["RAY_AIR_NEW_OUTPUT"] = "0"
     saved = {k: os.environ.get(k) for k in settings}
     os.environ.update(settings)
     try:

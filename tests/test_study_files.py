@@ -217,7 +217,11 @@ def test_set_and_axis_change_a_preset_run(tmp_path, data_root):
     assert spec["axes"] == {"activation": ["tanh", "relu", "silu"], "batchnorm": [True]}  # the study as it ran
 
 
-def test_an_optuna_study_file_on_a_plugin_trainable(user_folder):
+def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_bar(user_folder, monkeypatch):
+    """An Optuna search over a plugin trainable, described in a file; Optuna's study kept in SQLite
+    (what optuna-dashboard reads), Tune's TensorBoard logger on, the compact progress bar."""
+    import optuna
+
     (user_folder / "search.toml").write_text(textwrap.dedent('''
         name = "blob_search"
         plugins = ["my_models.py"]
@@ -230,8 +234,59 @@ def test_an_optuna_study_file_on_a_plugin_trainable(user_folder):
         width = ["int", 8, 64]
         activation = ["choice", ["relu", "gelu"]]
     '''))
-    proc = run_cli("study", "search.toml", "--num-samples", "3", "--storage", "results", cwd=user_folder)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    trials = pd.read_parquet(user_folder / "results" / "blob_search" / "trials.parquet")
+    monkeypatch.chdir(user_folder)
+    url = f"sqlite:///{user_folder / 'optuna.db'}"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            code = study_file_main(["search.toml", "--num-samples", "3", "--storage", "results", "--optuna-storage", url,
+                                    "--log", "tensorboard"])
+        assert code == 0, output.getvalue()[-3000:]
+    finally:
+        ray.shutdown()
+    folder = user_folder / "results" / "blob_search"
+    trials = pd.read_parquet(folder / "trials.parquet")
     assert len(trials) == 3 and trials["lr"].between(1e-3, 1e-1).all() and trials["width"].between(8, 64).all()
     assert set(trials["activation"]) <= {"relu", "gelu"} and trials["lr"].nunique() == 3
+    stored = optuna.load_study(study_name="blob_search", storage=url)
+    assert [t.state for t in stored.trials] == [optuna.trial.TrialState.COMPLETE] * 3
+    assert sorted(t.value for t in stored.trials) == sorted(trials["final_val_acc"])
+    assert len(list(folder.glob("*/events.out.tfevents.*"))) == 3
+    lines = output.getvalue().splitlines()
+    assert any("blob_search: 100%" in line and "3/3" in line for line in lines)  # the progress bar
+    assert not any("Number of trials" in line for line in lines)  # instead of Tune's boxes
+    assert lines[-1].startswith("blob_search: 3 trials: 3 completed")
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--optuna-storage", "sqlite:///x.db"], "--optuna-storage keeps an Optuna search's study; a grid has none"),
+    (["--log", "neptune"], "argument --log: invalid choice: 'neptune'"),
+])
+def test_bad_tracking_flags_are_one_line(argv, expected, tmp_path, capsys):
+    try:
+        code = preset_main("mnist1d_grid", [*argv, "--storage", str(tmp_path / "results")])
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and expected in err, err
+
+
+def test_an_optuna_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys):
+    code = preset_main("optuna", ["mnist1d_cnn", "--optuna-storage", "nosuchdb://x", "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--optuna-storage nosuchdb://x cannot be opened" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("logger", ["mlflow", "wandb"])
+def test_a_tracking_extra_not_installed_is_one_line(logger, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec(logger) is not None:
+        pytest.skip(f"{logger} is installed here; the message is for machines without it")
+    code = preset_main("mnist1d_grid", ["--log", logger, "--storage", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"--log {logger} needs the {logger} package; pip install 'hpstudy[{logger}]'" in err
+    assert not (tmp_path / "r").exists()
