@@ -72,6 +72,14 @@ activation = ["relu", "tanh"]
 '''
 
 
+@pytest.fixture(scope="module")
+def module_ray():
+    # one Ray for this module's in-process studies
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
 @pytest.fixture
 def user_folder(tmp_path):
     (tmp_path / "my_models.py").write_text(PLUGIN)
@@ -198,17 +206,13 @@ def test_bad_overrides_are_one_line(argv, expected, tmp_path, capsys):
     assert not (tmp_path / "results").exists()
 
 
-def test_set_and_axis_change_a_preset_run(tmp_path, data_root):
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = preset_main("mnist1d_grid", ["--smoke", "--axis", "activation=tanh,relu,silu", "--axis", "batchnorm=true",
-                                                "--set", "lr=0.05", "--set", "channels=8", "--storage", str(tmp_path),
-                                                "--data-root", str(data_root)])
-        assert code == 0, output.getvalue()[-3000:]
-    finally:
-        ray.shutdown()
+def test_set_and_axis_change_a_preset_run(tmp_path, data_root, module_ray):
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = preset_main("mnist1d_grid", ["--smoke", "--axis", "activation=tanh,relu,silu", "--axis", "batchnorm=true",
+                                            "--set", "lr=0.05", "--set", "channels=8", "--storage", str(tmp_path),
+                                            "--data-root", str(data_root)])
+    assert code == 0, output.getvalue()[-3000:]
     trials = pd.read_parquet(tmp_path / "mnist1d_grid" / "trials.parquet")
     assert sorted(trials["activation"]) == ["relu", "silu", "tanh"] and trials["batchnorm"].all()
     assert (trials["lr"] == 0.05).all() and (trials["channels"] == 8).all()
@@ -217,7 +221,7 @@ def test_set_and_axis_change_a_preset_run(tmp_path, data_root):
     assert spec["axes"] == {"activation": ["tanh", "relu", "silu"], "batchnorm": [True]}  # the study as it ran
 
 
-def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_bar(user_folder, monkeypatch):
+def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_bar(user_folder, monkeypatch, module_ray):
     """An Optuna search over a plugin trainable, described in a file; Optuna's study kept in SQLite
     (what optuna-dashboard reads), Tune's TensorBoard logger on, the compact progress bar."""
     import optuna
@@ -236,15 +240,11 @@ def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_ba
     '''))
     monkeypatch.chdir(user_folder)
     url = f"sqlite:///{user_folder / 'optuna.db'}"
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        output = io.StringIO()
-        with contextlib.redirect_stdout(output):
-            code = study_file_main(["search.toml", "--num-samples", "3", "--storage", "results", "--optuna-storage", url,
-                                    "--log", "tensorboard"])
-        assert code == 0, output.getvalue()[-3000:]
-    finally:
-        ray.shutdown()
+    output = io.StringIO()
+    with contextlib.redirect_stdout(output):
+        code = study_file_main(["search.toml", "--num-samples", "3", "--storage", "results", "--optuna-storage", url,
+                                "--log", "tensorboard"])
+    assert code == 0, output.getvalue()[-3000:]
     folder = user_folder / "results" / "blob_search"
     trials = pd.read_parquet(folder / "trials.parquet")
     assert len(trials) == 3 and trials["lr"].between(1e-3, 1e-1).all() and trials["width"].between(8, 64).all()

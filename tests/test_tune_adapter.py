@@ -12,7 +12,7 @@ from trainables.tune_adapter import CheckpointEvery, report_to_tune, train
 CONFIG = {"trainable": "mnist1d_cnn", "epochs": 4, "max_train_samples": 400, "seed": 3}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     # this module's helpers travel to the workers by value (tests/ is not an installed package)
@@ -45,6 +45,16 @@ def run_tuner(storage, name, data_root, report=report_to_tune, max_failures=0):
     return tuner.fit()
 
 
+_STEADY = {}
+
+
+def steady(tmp_path, data_root):
+    """The trial run once without a crash (the same for every test here)."""
+    if "metrics" not in _STEADY:
+        _STEADY["metrics"] = run_tuner(tmp_path / "runs", "steady", data_root)[0].metrics_dataframe
+    return _STEADY["metrics"]
+
+
 def test_crashed_trial_resumes_from_its_last_checkpoint(tmp_path, data_root, local_ray):
     marker = tmp_path / "crashed"
     results = run_tuner(tmp_path / "runs", "flaky", data_root, report=crash_once_after_epoch_2(str(marker)), max_failures=1)
@@ -56,7 +66,7 @@ def test_crashed_trial_resumes_from_its_last_checkpoint(tmp_path, data_root, loc
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert result.checkpoint is not None
 
-    reference = run_tuner(tmp_path / "runs", "steady", data_root)[0].metrics_dataframe
+    reference = steady(tmp_path, data_root)
     for column in ("train_loss", "val_acc", "val_loss"):
         assert history[column].tolist() == reference[column].tolist(), column
 
@@ -73,5 +83,5 @@ def test_a_restarted_trial_redoes_what_its_last_checkpoint_lacks(seconds, epochs
     assert marker.exists() and result.error is None
     assert result.metrics_dataframe["epoch"].tolist() == epochs_run
     assert result.checkpoint is not None  # the last report always carries one
-    reference = run_tuner(tmp_path / "runs", "steady", data_root)[0].metrics_dataframe
+    reference = steady(tmp_path, data_root)
     assert result.metrics_dataframe["val_acc"].tolist()[-4:] == reference["val_acc"].tolist()
