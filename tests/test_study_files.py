@@ -195,8 +195,10 @@ def test_the_presets_ship_as_study_files():
     (["--set", "activation=gelu"], "activation is an axis of study mnist1d_grid; use --axis activation=gelu"),
     (["--set", "lr=-1"], "lr must be a positive number, got -1"),
     (["--set", "learning_rate=0.1"], "unknown config key(s) learning_rate for mnist1d_cnn"),
+    (["--optuna-storage", "sqlite:///x.db"], "--optuna-storage keeps an Optuna search's study; a grid has none"),
+    (["--log", "neptune"], "argument --log: invalid choice: 'neptune'"),
 ])
-def test_bad_overrides_are_one_line(argv, expected, tmp_path, capsys):
+def test_bad_overrides_and_tracking_flags_are_one_line(argv, expected, tmp_path, capsys):
     try:
         code = preset_main("mnist1d_grid", [*argv, "--storage", str(tmp_path / "results")])
     except SystemExit as exit_:
@@ -257,19 +259,6 @@ def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_ba
     assert any("blob_search: 100%" in line and "3/3" in line for line in lines)  # the progress bar
     assert not any("Number of trials" in line for line in lines)  # instead of Tune's boxes
     assert lines[-1].startswith("blob_search: 3 trials: 3 completed")
-
-
-@pytest.mark.parametrize("argv, expected", [
-    (["--optuna-storage", "sqlite:///x.db"], "--optuna-storage keeps an Optuna search's study; a grid has none"),
-    (["--log", "neptune"], "argument --log: invalid choice: 'neptune'"),
-])
-def test_bad_tracking_flags_are_one_line(argv, expected, tmp_path, capsys):
-    try:
-        code = preset_main("mnist1d_grid", [*argv, "--storage", str(tmp_path / "results")])
-    except SystemExit as exit_:
-        code = exit_.code
-    err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and expected in err, err
 
 
 def test_an_optuna_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys):
