@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.contract import (EPOCHS_FILE, FINAL_METRICS, IDENTITY_COLUMNS, META_RUN, META_STUDY, OUTCOME_COLUMNS,
                             REQUIRED_EPOCH_COLUMNS, REQUIRED_TRIAL_COLUMNS, TRIALS_FILE)
+from study.storage import filesystem_of, is_uri, join
 from trainables.errors import UserError
 
 # Columns that identify or measure a run, and config keys that are not part of a design (how
@@ -33,7 +35,7 @@ class ResultsError(UserError):
 
 @dataclass(frozen=True)
 class Results:
-    folder: Path
+    folder: Path | str  # a local folder, or the URI of one in an object store
     epochs: pd.DataFrame
     trials: pd.DataFrame
     spec: dict = field(default_factory=dict)
@@ -43,20 +45,26 @@ class Results:
     def name(self) -> str:
         if self.spec.get("name"):
             return self.spec["name"]
-        return str(self.trials["study"].iloc[0]) if len(self.trials) else self.folder.name
+        return str(self.trials["study"].iloc[0]) if len(self.trials) else str(self.folder).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
-    if not path.exists():
-        raise ResultsError(f"{path} does not exist; give the folder a study wrote (e.g. results/mnist1d_grid)")
+def _read(location: str, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
+    filesystem, path = filesystem_of(location)
     try:
-        table = pq.read_table(path)
+        kind = filesystem.get_file_info(path).type
+    except OSError as exc:  # an object store that cannot be reached or refuses us
+        raise ResultsError(f"{location} cannot be read ({str(exc).splitlines()[0]}); check the URI and the "
+                           "credentials for it") from None
+    if kind != pafs.FileType.File:
+        raise ResultsError(f"{location} does not exist; give the folder a study wrote (e.g. results/mnist1d_grid)")
+    try:
+        table = pq.read_table(path, filesystem=filesystem)
     except Exception as exc:  # pyarrow raises several types for truncated or foreign files
-        raise ResultsError(f"{path} is not a readable Parquet file ({type(exc).__name__}: "
+        raise ResultsError(f"{location} is not a readable Parquet file ({type(exc).__name__}: "
                            f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); rerun the study or restore the file") from None
     missing = [c for c in required if c not in table.column_names]
     if missing:
-        raise ResultsError(f"{path} lacks required column(s) {', '.join(missing)}; "
+        raise ResultsError(f"{location} lacks required column(s) {', '.join(missing)}; "
                            "it was not written by hpstudy's study export")
     meta = table.schema.metadata or {}
     spec = json.loads(meta[META_STUDY]) if META_STUDY in meta else {}
@@ -65,11 +73,21 @@ def _read(path: Path, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
 
 
 def load_results(folder: str | Path) -> Results:
-    folder = Path(folder)
-    if not folder.is_dir():
+    """A study's results from a local folder or an object store (s3://bucket/results/stl10_grid)."""
+    location = str(folder)
+    try:
+        filesystem, path = filesystem_of(location)
+    except Exception as exc:  # pyarrow: an unknown scheme, a bucket URI it cannot parse
+        raise ResultsError(f"{folder} cannot be opened ({str(exc).splitlines()[0]}); give a results folder, "
+                           "s3://bucket/path or gs://bucket/path") from None
+    try:
+        is_folder = is_uri(location) or filesystem.get_file_info(path).type == pafs.FileType.Directory
+    except OSError:
+        is_folder = False
+    if not is_folder:
         raise ResultsError(f"{folder} is not a folder; give the study's results folder (e.g. results/mnist1d_grid)")
-    epochs, spec, _ = _read(folder / EPOCHS_FILE, REQUIRED_EPOCH_COLUMNS)
-    trials, trial_spec, run = _read(folder / TRIALS_FILE, REQUIRED_TRIAL_COLUMNS)
+    epochs, spec, _ = _read(join(location, EPOCHS_FILE), REQUIRED_EPOCH_COLUMNS)
+    trials, trial_spec, run = _read(join(location, TRIALS_FILE), REQUIRED_TRIAL_COLUMNS)
     if trials.empty:
-        raise ResultsError(f"{folder / TRIALS_FILE} holds no trials; run the study (or --resume it) first")
-    return Results(folder, epochs, trials, spec or trial_spec, run or {})
+        raise ResultsError(f"{join(location, TRIALS_FILE)} holds no trials; run the study (or --resume it) first")
+    return Results(Path(location) if not is_uri(location) else location, epochs, trials, spec or trial_spec, run or {})

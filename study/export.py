@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.contract import (EPOCH_METRICS, EPOCHS_FILE, FINAL_METRICS, META_GIT_COMMIT, META_RUN, META_STUDY,
                             META_VERSIONS, OPTIONAL_EPOCH_METRICS, TRIALS_FILE, TrialRecord)
 from study.presets import Study
+from study.storage import filesystem_of, is_uri, join
 from trainables.files import write_atomically
 from trainables.registry import resolve_config
 
@@ -129,18 +129,11 @@ def _table(frame: pd.DataFrame, meta: dict[bytes, bytes]) -> pa.Table:
 
 def write_atomic(table: pa.Table, destination: str) -> None:
     """Local path: temp file in the same folder + os.replace. URI: the object store's single PUT."""
-    if "://" in destination and not destination.startswith("file://"):
-        filesystem, path = pafs.FileSystem.from_uri(destination)
+    if is_uri(destination):
+        filesystem, path = filesystem_of(destination)
         pq.write_table(table, path, filesystem=filesystem)
         return
     write_atomically(Path(destination.removeprefix("file://")), lambda tmp: pq.write_table(table, tmp))
-
-
-def filesystem_of(uri: str):
-    """(pyarrow filesystem, path) for a local path or an object-store URI alike."""
-    if "://" in uri and not uri.startswith("file://"):
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri.removeprefix("file://")
 
 
 def write_json(destination: str, data: dict) -> None:
@@ -157,10 +150,6 @@ def read_json(source: str) -> dict | None:
         return None
     with filesystem.open_input_stream(path) as stream:
         return json.loads(stream.read().decode())
-
-
-def join(folder: str, name: str) -> str:
-    return f"{folder.rstrip('/')}/{name}"
 
 
 def write_results(folder: str, study: Study, epochs: list[dict], trials: list[dict], run_info: dict | None = None):

@@ -17,7 +17,7 @@ from trainables.errors import UserError
 from trainables.plugins import import_plugins
 from trainables.registry import AGGREGATES, TRAINABLES
 
-from study import export
+from study.storage import join
 from study.definition import SMOKE_EPOCHS, Study
 from study.presets import PER_TRAINABLE, get_study
 from study.study_file import read_study_file
@@ -65,6 +65,8 @@ class RunOptions:
     optuna_storage: str | None = None  # Optuna's own storage (sqlite:///file.db or a journal file), for its dashboard
     log: tuple = ()  # --log: Tune logger callbacks (study.tuner.LOGGERS)
     verbose: bool = False  # Tune's own trial table instead of the compact progress bar
+    shared_storage: bool = False  # a local --storage folder that every node of a cluster mounts
+    cluster_config: str | None = None  # the autoscaling config (default: ray up's ~/ray_bootstrap_config.yaml)
 
     @property
     def prog(self) -> str:
@@ -72,7 +74,7 @@ class RunOptions:
 
     @property
     def folder(self) -> str:
-        return export.join(self.storage, self.name)
+        return join(self.storage, self.name)
 
 
 def _int_at_least(minimum: int):
@@ -170,6 +172,11 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder or URI (s3://, gs://); default ./results")
     parser.add_argument("--name", help="study folder name under --storage (default: the preset name)")
     parser.add_argument("--address", help="Ray cluster to join (auto on a `ray up` head node); default: start a local Ray")
+    parser.add_argument("--shared-storage", action="store_true",
+                        help="--storage is a folder every node of the cluster mounts (NFS, EFS, ...)")
+    parser.add_argument("--cluster-config", metavar="YAML",
+                        help="the cluster's autoscaling config, for the node types it can launch (default: "
+                             "~/ray_bootstrap_config.yaml, which ray up leaves on the head node)")
     parser.add_argument("--resume", action="store_true", help="continue an interrupted study in --storage/--name")
     parser.add_argument("--data-root", default="data", help="dataset folder (default ./data)")
     parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
@@ -218,6 +225,9 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     check_overrides(base, sets, axis_overrides)
     is_optuna = base.search == "optuna"
 
+    if args.shared_storage and "://" in args.storage:
+        parser.error(f"--shared-storage is for a folder every node mounts; {args.storage} is an object store, "
+                     "which every node reaches anyway: drop --shared-storage")
     if args.optuna_storage and not is_optuna:
         parser.error("--optuna-storage keeps an Optuna search's study; a grid has none, drop it")
     if args.asha and not is_optuna:
@@ -253,5 +263,6 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
         smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
         checkpoint_every_s=args.checkpoint_every_s, study_file=study_file, sets=sets, axis_overrides=axis_overrides,
         plugins=plugins, print_study=args.print_study, optuna_storage=args.optuna_storage,
-        log=tuple(dict.fromkeys(args.log)), verbose=args.verbose,
+        log=tuple(dict.fromkeys(args.log)), verbose=args.verbose, shared_storage=args.shared_storage,
+        cluster_config=args.cluster_config,
     )

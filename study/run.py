@@ -10,6 +10,7 @@ on stderr and exit code 2, before anything is written.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 
@@ -19,11 +20,15 @@ from trainables.errors import UserError
 from study import export
 from study.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
 from study.checks import check_address, check_data, check_loggers, check_storage, open_optuna_storage
+from study.cluster import check_fits, check_shared_storage, cluster_shapes, default_gpus
 from study.effective import effective_study, validate_study
 from study.options import RESUMED_OPTIONS, RunOptions, parse_args
 from study.run_file import load_run_file, run_info, write_run_file
 from study.study_file import to_toml
 
+# Ray's own driver-side INFO and WARNING lines (connecting, token authentication, Tune's state
+# writes) would surround a refusal's one line; the progress bar says what a user needs
+QUIET = logging.ERROR
 EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--resume` continues
 
 
@@ -54,9 +59,9 @@ def start_ray(options: RunOptions, plugins: list) -> bool:
     try:
         if options.address:
             runtime_env = {"py_modules": plugins} if plugins else None
-            ray.init(address=options.address, log_to_driver=True, runtime_env=runtime_env)
+            ray.init(address=options.address, log_to_driver=True, runtime_env=runtime_env, logging_level=QUIET)
         else:
-            ray.init(include_dashboard=False)
+            ray.init(include_dashboard=False, logging_level=QUIET)
     except ConnectionError as exc:
         raise UserError(f"cannot connect to Ray at {options.address}: {exc}; start a cluster "
                         "(`ray start --head` or `ray up cluster.yaml`) or drop --address") from None
@@ -100,9 +105,12 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     plugins = import_plugins(study.plugins)
     owns_ray = start_ray(options, plugins)
     try:
-        gpus = options.gpus_per_trial
-        if gpus is None:
-            gpus = 1.0 if ray.cluster_resources().get("GPU", 0) > 0 else 0.0
+        # what the cluster has and can launch: the GPU default, trials that fit, storage every node sees
+        shapes = cluster_shapes(options.cluster_config)
+        gpus = default_gpus(shapes) if options.gpus_per_trial is None else options.gpus_per_trial
+        check_fits(shapes, options.cpus_per_trial, gpus)
+        check_shared_storage(shapes, options.storage, options.shared_storage)
+        options = replace(options, gpus_per_trial=gpus)  # the run file and metadata say what trials got
         if not options.resume:
             write_run_file(options)
         exporter = ParquetExporter(study, options)

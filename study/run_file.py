@@ -5,6 +5,7 @@ from __future__ import annotations
 from trainables.errors import UserError
 
 from study import export
+from study.storage import join
 from study.options import RunOptions
 
 RUN_FILE = "hpstudy_run.json"
@@ -31,7 +32,7 @@ def run_info(options: RunOptions) -> dict:
 
 
 def load_run_file(options: RunOptions) -> dict:
-    saved = export.read_json(export.join(options.folder, RUN_FILE))
+    saved = export.read_json(join(options.folder, RUN_FILE))
     if saved is None:
         raise UserError(f"{options.folder} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
     if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
@@ -42,4 +43,4 @@ def load_run_file(options: RunOptions) -> dict:
 
 
 def write_run_file(options: RunOptions) -> None:
-    export.write_json(export.join(options.folder, RUN_FILE), run_info(options))
+    export.write_json(join(options.folder, RUN_FILE), run_info(options))

@@ -67,7 +67,7 @@ def saved_status(folder: str) -> dict | None:
     overwritten by Tune's staged copy of the folder when a study resumes."""
     import pyarrow.fs as pafs
 
-    from study.export import filesystem_of
+    from study.storage import filesystem_of
 
     filesystem, path = filesystem_of(folder)
     files = [info.path for info in filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True))

@@ -153,3 +153,14 @@ def test_missing_columns_are_listed(activation_results, tmp_path):
         load_results(folder)
     proc = report_cli(str(folder), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "lacks required column(s) epoch, val_acc" in proc.stderr
+
+
+def test_results_are_read_through_a_filesystem_uri(activation_results, tmp_path):
+    """The report reads results by URI (s3://, gs:// on a cluster) through pyarrow's filesystems;
+    file:// takes the same path here, where no object store can be reached."""
+    by_path, by_uri = load_results(activation_results), load_results(f"file://{activation_results}")
+    pd.testing.assert_frame_equal(by_path.trials, by_uri.trials)
+    assert by_uri.spec == by_path.spec and by_uri.name == by_path.name
+    proc = report_cli("nosuchscheme://bucket/study", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "nosuchscheme://bucket/study cannot be opened" in proc.stderr and not (tmp_path / "out").exists()

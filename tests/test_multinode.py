@@ -39,7 +39,8 @@ def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.mnist1d_grid", "--smoke", "--epochs", str(EPOCHS), "--address", cluster.address,
          "--storage", str(tmp_path), "--data-root", str(data_root), "--max-failures", "3",
-         "--checkpoint-every-s", "0"],  # a checkpoint every epoch: progress the test can watch
+         "--checkpoint-every-s", "0",  # a checkpoint every epoch: progress the test can watch
+         "--shared-storage"],  # the nodes share this machine's disk
         stdout=log, stderr=subprocess.STDOUT, text=True)
 
     # wait until two trials are running, a few epochs in and far from done: with one CPU per node,

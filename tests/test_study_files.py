@@ -122,14 +122,14 @@ def test_a_registered_trainable_runs_alone_with_batched_seeds(user_folder):
     ("broken.py", "plugin {folder}/broken.py cannot be imported (NameError"),
     ("taken.py", "plugin {folder}/taken.py: trainable 'mnist_mlp' is already registered; give yours another name"),
 ])
-def test_a_bad_plugin_is_one_line(plugin, expected, user_folder):
+def test_a_bad_plugin_is_one_line(plugin, expected, user_folder, capsys, monkeypatch):
     (user_folder / "broken.py").write_text("undefined_name\n")
-    (user_folder / "taken.py").write_text(PLUGIN.replace('"blob_mlp"', '"mnist_mlp"').replace('"blobs"', '"blobs2"'))
+    (user_folder / "taken.py").write_text(PLUGIN.replace('"blob_mlp"', '"mnist_mlp"').replace('"blobs"', '"blobs_taken"'))
     study = STUDY.replace('"my_models.py"', f'"{plugin}"')
     (user_folder / "bad_plugin.toml").write_text(study)
-    proc = run_cli("study", "bad_plugin.toml", "--storage", "results", cwd=user_folder)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
-    assert expected.format(folder=user_folder) in proc.stderr
+    monkeypatch.chdir(user_folder)
+    code, err = study_file_error(capsys, "bad_plugin.toml", "--storage", "results")
+    assert code == 2 and expected.format(folder=user_folder) in err, err
     assert not (user_folder / "results").exists()
 
 

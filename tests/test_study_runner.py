@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import ray
 import torch
 import yaml
 
@@ -253,6 +254,19 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
     assert workers["min_workers"] == 0 and workers["node_config"]["InstanceType"].startswith("g5")
     assert any("pip install -e ~/hpstudy" in c for c in prepared["setup_commands"])
     assert prepared["file_mounts"]["~/hpstudy"] == "."
+    # one pinned image and pinned versions on every node; workers that can write the results bucket
+    assert prepared["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311-gpu"
+    assert f"ray[default,tune]=={ray.__version__}" in " ".join(prepared["setup_commands"])
+    assert "torch==" in " ".join(prepared["setup_commands"])
+    for name in ("gpu_worker", "gpu_worker_spot"):
+        node_config = prepared["available_node_types"][name]["node_config"]
+        assert node_config["IamInstanceProfile"]["Arn"].endswith(":instance-profile/ray-autoscaler-v1")
+        assert prepared["available_node_types"][name]["resources"] == {"CPU": 4, "GPU": 1}
+    assert prepared["available_node_types"]["gpu_worker_spot"]["node_config"]["InstanceMarketOptions"] == \
+        {"MarketType": "spot"}
+    assert all(c.startswith("ulimit -n 65536; ray start") for c in
+               prepared["head_start_ray_commands"][1:] + prepared["worker_start_ray_commands"][1:])
+    assert not any(".git" in pattern for pattern in prepared["rsync_exclude"])  # results record the commit
     broken = yaml.safe_load((REPO / "cluster.yaml").read_text())
     broken["available_node_types"]["gpu_worker"]["max_wokers"] = 2
     with pytest.raises(Exception, match="max_wokers"):

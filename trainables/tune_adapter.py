@@ -57,6 +57,12 @@ class CheckpointEvery:
             tune.report(metrics)
 
 
+def trial_device() -> str:
+    """The GPU Ray gave this trial (Ray sets CUDA_VISIBLE_DEVICES to it), else the CPU: a trial
+    given no GPU trains on the CPU even on a GPU node, off the GPUs other trials were given."""
+    return "cuda" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
 def load_state(checkpoint: tune.Checkpoint) -> dict:
     with checkpoint.as_directory() as folder:
         return torch.load(Path(folder) / STATE_FILE, weights_only=True)
@@ -83,4 +89,5 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
     node = {"node_id": ray.get_runtime_context().get_node_id()}
     if report is None:
         report = CheckpointEvery(checkpoint_every_s, resolve_config(config)["epochs"])
-    fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node)
+    fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node,
+        device=trial_device())

@@ -1,0 +1,94 @@
+"""A real autoscaling Ray cluster on this machine (Ray's fake multi-node provider): a head with no
+CPUs and a GPU worker type the autoscaler launches on demand. A study started with no worker up
+takes its GPU default from the node types, scales the cluster up, and every trial completes on a
+worker; a local results folder and a trial no node can hold are refused before anything starts."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from conftest import REPO
+
+# Ray's fake_multinode provider starts "nodes" as local raylets; the wheel ships no template of it.
+CLUSTER = {
+    "cluster_name": "hpstudy_fake",
+    "max_workers": 2,
+    "provider": {"type": "fake_multinode", "use_node_id_as_ip": True, "disable_node_updaters": True,
+                 "disable_launch_config_check": True},
+    "auth": {"ssh_user": "ubuntu"},
+    "available_node_types": {
+        "ray.head.default": {"resources": {"CPU": 0}, "max_workers": 0, "node_config": {}},
+        "gpu_worker": {"resources": {"CPU": 1, "GPU": 1}, "min_workers": 0, "max_workers": 2, "node_config": {}},
+    },
+    "head_node_type": "ray.head.default",
+    "upscaling_speed": 1.0,
+    "idle_timeout_minutes": 1,
+    "file_mounts": {}, "cluster_synced_files": [], "file_mounts_sync_continuously": False, "rsync_exclude": [],
+    "rsync_filter": [], "initialization_commands": [], "setup_commands": [], "head_setup_commands": [],
+    "worker_setup_commands": [], "head_start_ray_commands": [], "worker_start_ray_commands": [],
+}
+
+
+@pytest.fixture
+def autoscaling_cluster(tmp_path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text(yaml.safe_dump(CLUSTER))
+    env = {**os.environ, "RAY_FAKE_CLUSTER": "1"}
+    try:
+        subprocess.run(["ray", "start", "--head", f"--autoscaling-config={config}", "--num-cpus=0",
+                        "--include-dashboard=false"], env=env, check=True, capture_output=True, timeout=120)
+        yield config
+    finally:  # in every outcome: the head, the autoscaler and the nodes it launched
+        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+
+
+def study(tmp_path, *args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "study.mnist1d_grid", "--smoke", "--address", "auto",
+                           "--data-root", str(tmp_path / "data"), *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_study_scales_an_autoscaling_cluster_up_and_gets_its_gpus(autoscaling_cluster, tmp_path):
+    config = str(autoscaling_cluster)
+    results = tmp_path / "results"
+
+    # a local folder on a cluster whose trials run elsewhere: refused, nothing written
+    proc = study(tmp_path, "--storage", str(results), "--cluster-config", config)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
+    assert "is a folder on this machine, but trials run on other nodes too (gpu_worker: 1 CPU, 1 GPU)" in proc.stderr
+    # a trial no node can hold would wait forever: refused
+    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config,
+                 "--gpus-per-trial", "2")
+    assert proc.returncode == 2 and "a trial asks for 1 CPU and 2 GPU, but no node the cluster has or can launch" \
+        in proc.stderr, proc.stderr[-3000:]
+    assert not results.exists()
+
+    # no worker is up: the GPU default comes from the worker type, and the autoscaler launches workers
+    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "4 trials: 4 completed" in proc.stdout
+    folder = results / "mnist1d_grid"
+    run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
+    assert run["gpus_per_trial"] == 1.0  # one GPU per trial, decided before any GPU node was up
+    epochs = pd.read_parquet(folder / "epochs.parquet")
+    head = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='auto'); "
+                           "print([n['NodeID'] for n in ray.nodes() if n['Resources'].get('GPU', 0) == 0])"],
+                          capture_output=True, text=True, timeout=120).stdout
+    assert not set(epochs["node_id"]) & set(eval(head.strip().splitlines()[-1]))  # trials ran on GPU workers only
+    assert 1 <= epochs["node_id"].nunique() <= 2  # workers the autoscaler launched (at most max_workers)
+
+    # a GPU share per trial: two trials share each worker's GPU
+    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config, "--name",
+                 "packed", "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    from ray.tune import ExperimentAnalysis
+
+    trials = ExperimentAnalysis(str(results / "packed")).trials
+    assert len(trials) == 4 and all(t.status == "TERMINATED" for t in trials)
+    assert {t.placement_group_factory.required_resources["GPU"] for t in trials} == {0.5}
