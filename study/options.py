@@ -228,6 +228,9 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     if args.shared_storage and "://" in args.storage:
         parser.error(f"--shared-storage is for a folder every node mounts; {args.storage} is an object store, "
                      "which every node reaches anyway: drop --shared-storage")
+    if args.cluster_config and not Path(args.cluster_config).expanduser().is_file():
+        parser.error(f"--cluster-config {args.cluster_config} does not exist; give the YAML the cluster was started "
+                     "with (ray up leaves it on the head as ~/ray_bootstrap_config.yaml)")
     if args.optuna_storage and not is_optuna:
         parser.error("--optuna-storage keeps an Optuna search's study; a grid has none, drop it")
     if args.asha and not is_optuna:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from study.run import main
 
 # Ray's fake_multinode provider starts "nodes" as local raylets; the wheel ships no template of it.
 CLUSTER = {
@@ -54,19 +55,22 @@ def study(tmp_path, *args, timeout=300):
                           cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def test_a_study_scales_an_autoscaling_cluster_up_and_gets_its_gpus(autoscaling_cluster, tmp_path):
+def test_a_study_scales_an_autoscaling_cluster_up_and_gets_its_gpus(autoscaling_cluster, tmp_path, capsys):
     config = str(autoscaling_cluster)
     results = tmp_path / "results"
 
-    # a local folder on a cluster whose trials run elsewhere: refused, nothing written
-    proc = study(tmp_path, "--storage", str(results), "--cluster-config", config)
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr[-3000:]
-    assert "is a folder on this machine, but trials run on other nodes too (gpu_worker: 1 CPU, 1 GPU)" in proc.stderr
+    # a local folder on a cluster whose trials run elsewhere: refused, nothing written (in this process:
+    # it joins the cluster and leaves it)
+    flags = ["--smoke", "--address", "auto", "--data-root", str(tmp_path / "data"), "--storage", str(results),
+             "--cluster-config", config]
+    assert main("mnist1d_grid", flags) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "is a folder on this machine, but trials run on other nodes too (gpu_worker: 1 CPU, 1 GPU)" in err
     # a trial no node can hold would wait forever: refused
-    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config,
-                 "--gpus-per-trial", "2")
-    assert proc.returncode == 2 and "a trial asks for 1 CPU and 2 GPU, but no node the cluster has or can launch" \
-        in proc.stderr, proc.stderr[-3000:]
+    assert main("mnist1d_grid", [*flags, "--shared-storage", "--gpus-per-trial", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "a trial asks for 1 CPU and 2 GPU, but no node the cluster has or can launch" in err, err
     assert not results.exists()
 
     # no worker is up: the GPU default comes from the worker type, and the autoscaler launches workers

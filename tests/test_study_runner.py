@@ -173,11 +173,17 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--max-seeds", "6", "--smallest-effect", "-1"], "argument --smallest-effect: expected a number >= 0"),
     (["--checkpoint-every-s", "soon"], "argument --checkpoint-every-s: expected a number such as 1 or 0.25"),
     (["--checkpoint-every-s", "-5"], "argument --checkpoint-every-s: expected a number >= 0"),
+    (["--cluster-config", "nope.yaml"], "--cluster-config nope.yaml does not exist"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
     code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "results").exists()
+
+
+def test_shared_storage_with_an_object_store_is_one_line(capsys):
+    code, err = run_main(capsys, "--shared-storage", "--storage", "s3://bucket/x")
+    assert code == 2 and len(err) == 1 and "--shared-storage is for a folder every node mounts" in err[0], err
 
 
 def test_optuna_bad_trainable_and_seeds(tmp_path, capsys):
