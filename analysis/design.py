@@ -25,7 +25,7 @@ STRATA = ("trainable",)  # compared within, never pooled across
 NOT_DESIGN = {"replicates", "aggregate"}  # how seeds were batched, not what was compared
 MAX_LEVELS = 12  # more distinct values than this: a continuous parameter (an Optuna search), not a grid axis
 # What an Optuna search samples when its spec names no space (results written before the
-# spec recorded it: hpstudy's Optuna preset, study.presets.OPTUNA_SPACE).
+# spec recorded it: hpstudy's Optuna preset, study/studies/optuna.toml).
 SEARCHED = ("lr", "weight_decay", "dropout", "activation", "batchnorm")
 # Without a spec, the level others are compared with: each factor's usual default.
 CONVENTIONAL_BASELINES = {"activation": "relu", "batchnorm": False, "optimizer": "sgd", "regularization": "none",

@@ -73,26 +73,28 @@ def test_a_study_scales_an_autoscaling_cluster_up_and_gets_its_gpus(autoscaling_
     assert "a trial asks for 1 CPU and 2 GPU, but no node the cluster has or can launch" in err, err
     assert not results.exists()
 
-    # no worker is up: the GPU default comes from the worker type, and the autoscaler launches workers
-    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config)
+    # no worker is up, yet the GPU default is 1 per trial: it comes from the worker type (shown by a
+    # trial too big in CPUs, whose refusal states what it asked for)
+    assert main("mnist1d_grid", [*flags, "--shared-storage", "--cpus-per-trial", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "a trial asks for 2 CPU and 1 GPU, but no node" in err, err
+
+    # the autoscaler launches workers; a GPU share per trial: two trials share each worker's GPU
+    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config,
+                 "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "4 trials: 4 completed" in proc.stdout
     folder = results / "mnist1d_grid"
     run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
-    assert run["gpus_per_trial"] == 1.0  # one GPU per trial, decided before any GPU node was up
+    assert run["gpus_per_trial"] == 0.5
     epochs = pd.read_parquet(folder / "epochs.parquet")
     head = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='auto'); "
                            "print([n['NodeID'] for n in ray.nodes() if n['Resources'].get('GPU', 0) == 0])"],
                           capture_output=True, text=True, timeout=120).stdout
     assert not set(epochs["node_id"]) & set(eval(head.strip().splitlines()[-1]))  # trials ran on GPU workers only
     assert 1 <= epochs["node_id"].nunique() <= 2  # workers the autoscaler launched (at most max_workers)
-
-    # a GPU share per trial: two trials share each worker's GPU
-    proc = study(tmp_path, "--storage", str(results), "--shared-storage", "--cluster-config", config, "--name",
-                 "packed", "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     from ray.tune import ExperimentAnalysis
 
-    trials = ExperimentAnalysis(str(results / "packed")).trials
+    trials = ExperimentAnalysis(str(folder)).trials
     assert len(trials) == 4 and all(t.status == "TERMINATED" for t in trials)
     assert {t.placement_group_factory.required_resources["GPU"] for t in trials} == {0.5}

@@ -59,7 +59,7 @@ def epoch_table(folder: Path) -> pd.DataFrame:
 
 
 # A checkpoint every epoch: the tests watch them to interrupt a study mid-trial.
-SMALL = ["--smoke", "--epochs", "30", "--checkpoint-every-s", "0"]
+SMALL = ["--smoke", "--epochs", "20", "--checkpoint-every-s", "0"]
 
 
 @pytest.fixture(scope="module")
