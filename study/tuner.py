@@ -50,7 +50,10 @@ def seeds_on_demand(study: Study, options: RunOptions):
 
 
 def logger_callbacks(names) -> list:
-    """--log: Ray Tune's own logger callbacks (checked to be installed by study.checks.check_loggers)."""
+    """--log: Ray Tune's own logger callbacks (checked to be installed by study.checks.check_loggers).
+
+    MLflow's and W&B's live in ray.air.integrations: in Ray 2.60 they exist nowhere else and are
+    not deprecated there (unlike ray.air's session and config API, which hpstudy does not use)."""
     callbacks = []
     for name in names:
         if name == "tensorboard":
