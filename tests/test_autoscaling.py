@@ -88,10 +88,13 @@ def test_a_study_scales_an_autoscaling_cluster_up_and_gets_its_gpus(autoscaling_
     run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
     assert run["gpus_per_trial"] == 0.5
     epochs = pd.read_parquet(folder / "epochs.parquet")
-    head = subprocess.run([sys.executable, "-c", "import ray; ray.init(address='auto'); "
-                           "print([n['NodeID'] for n in ray.nodes() if n['Resources'].get('GPU', 0) == 0])"],
-                          capture_output=True, text=True, timeout=120).stdout
-    assert not set(epochs["node_id"]) & set(eval(head.strip().splitlines()[-1]))  # trials ran on GPU workers only
+    # the node list goes through a file: the autoscaler's own lines reach a driver's stdout at any time
+    head_file = tmp_path / "head_nodes.json"
+    subprocess.run([sys.executable, "-c", "import json, ray, sys; ray.init(address='auto'); json.dump([n['NodeID'] "
+                    "for n in ray.nodes() if n['Resources'].get('GPU', 0) == 0], open(sys.argv[1], 'w'))",
+                    str(head_file)], check=True, capture_output=True, timeout=120)
+    head = json.loads(head_file.read_text())
+    assert head and not set(epochs["node_id"]) & set(head)  # trials ran on GPU workers only
     assert 1 <= epochs["node_id"].nunique() <= 2  # workers the autoscaler launched (at most max_workers)
     from ray.tune import ExperimentAnalysis
 
