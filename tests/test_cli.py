@@ -60,15 +60,30 @@ def test_diverged_loss_prints_as_json_null(replicates, tmp_path, fixture_sums):
     (["stl10_conv6"], "pass --download"),
     (["twitter_pos_mlp"], "missing"),
 ])
-def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, args, expected):
+def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, capsys, args, expected):
+    # in this process (the same main as `python -m trainables`); the next test runs one case in a shell
+    from trainables.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
     root = tmp_path / "empty-root"
-    result = trainables_cli(*args, "--data-root", str(root), cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    try:
+        code = main([*args, "--data-root", str(root)])
+    except SystemExit as exit_:  # argparse's own refusals
+        code = exit_.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
     assert expected in lines[0]
-    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert "Traceback" not in err and out == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no data root, no cache, nothing
+
+
+def test_bad_input_from_a_shell_is_one_line_exit_2_nothing_written(tmp_path):
+    result = trainables_cli("cifar10_lenet", "--data-root", str(tmp_path / "empty-root"), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "no dataset found at" in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_per_layer_dropout_list_trains_the_one_dropout_of_a_cnn(tmp_path, fixture_sums):

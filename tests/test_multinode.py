@@ -12,7 +12,7 @@ from ray.cluster_utils import Cluster
 
 from study import export
 
-EPOCHS = 300
+EPOCHS = 150
 
 
 @pytest.fixture

@@ -59,22 +59,33 @@ def epoch_table(folder: Path) -> pd.DataFrame:
 
 
 # A checkpoint every epoch: the tests watch them to interrupt a study mid-trial.
-SMALL = ["--smoke", "--epochs", "20", "--checkpoint-every-s", "0"]
+SMALL_EPOCHS = 20
+SMALL = ["--smoke", "--epochs", str(SMALL_EPOCHS), "--checkpoint-every-s", "0"]
 
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, data_root):
-    """The same study, never interrupted."""
-    storage = tmp_path_factory.mktemp("reference")
-    code, out = StudyProcess(*SMALL, "--storage", str(storage), "--data-root", str(data_root),
-                             log=storage / "driver.log").finish()
-    assert code == 0, out[-3000:]
-    return epoch_table(storage / "mnist1d_grid")
+def uninterrupted(data_root, epochs: int, replicates: int) -> pd.DataFrame:
+    """The smoke grid's trials (seed 0) run to the end in this process, on one thread as in a 1-CPU
+    Ray trial: the rows an uninterrupted study gives, sorted by KEY (a single-seed trial reports
+    its one row; a batched trial lists its seeds' rows)."""
+    study = STUDIES["mnist1d_grid"]
+    rows = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for activation, batchnorm in itertools.product(*study.smoke_axes.values()):
+            config = {**study.fixed, **SMOKE_DATA, "epochs": epochs, "replicates": replicates, "seed": 0,
+                      "activation": activation, "batchnorm": batchnorm}
+            fit(config, lambda metrics, state, c=config: rows.extend(
+                {"activation": c["activation"], "batchnorm": c["batchnorm"], "seed": c["seed"], **row}
+                for row in metrics.get("replicate_metrics", [metrics])), data_root=str(data_root))
+    finally:
+        torch.set_num_threads(threads)
+    return pd.DataFrame(rows).sort_values(KEY).reset_index(drop=True)
 
 
 # SIGKILL here, single-seed trials; SIGINT below, with batched seeds
 @pytest.mark.parametrize("sig", [signal.SIGKILL], ids=["sigkill"])
-def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path, data_root, reference):
+def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path, data_root):
     folder = tmp_path / "mnist1d_grid"
     args = [*SMALL, "--storage", str(tmp_path), "--data-root", str(data_root)]
     proc = StudyProcess(*args, log=tmp_path / "first.log")
@@ -97,12 +108,12 @@ def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path,
 
     table = epoch_table(folder)
     assert not table.duplicated(["trial_id", "epoch"]).any()
+    reference = uninterrupted(data_root, epochs=SMALL_EPOCHS, replicates=1)
     assert table[KEY].equals(reference[KEY])  # same trials, same epochs
     # deterministic trials resumed from checkpoints: the very same numbers
     assert table["val_acc"].tolist() == reference["val_acc"].tolist()
     for trial_id, lines in finished_before.items():  # finished trials were not rerun
         assert len((folder / trial_id / "result.json").read_text().splitlines()) == lines
-
 
 
 def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, data_root):
@@ -126,22 +137,10 @@ def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, d
     table = epoch_table(folder)
     assert len(table) == 8 * epochs and not table.duplicated(["trial_id", "epoch"]).any()
 
-    # the same batched trials run uninterrupted here, on one thread as in a 1-CPU Ray trial
-    study = STUDIES["mnist1d_grid"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        for activation, batchnorm in itertools.product(*study.smoke_axes.values()):
-            config = {**study.fixed, **SMOKE_DATA, "epochs": epochs, "replicates": 2, "seed": 0,
-                      "activation": activation, "batchnorm": batchnorm}
-            rows = []
-            fit(config, lambda metrics, state: rows.extend(metrics["replicate_metrics"]), data_root=str(data_root))
-            resumed = table[(table["activation"] == activation) & (table["batchnorm"] == batchnorm)]
-            for seed in (0, 1):
-                mine = resumed[resumed["seed"] == seed].sort_values("epoch")["val_acc"].tolist()
-                assert mine == [r["val_acc"] for r in rows if r["seed"] == seed], (activation, batchnorm, seed)
-    finally:
-        torch.set_num_threads(threads)
+    # the same batched trials, uninterrupted: the very same numbers
+    reference = uninterrupted(data_root, epochs=epochs, replicates=2)
+    assert table[KEY].equals(reference[KEY])
+    assert table["val_acc"].tolist() == reference["val_acc"].tolist()
 
 # --- bad input: one line, exit 2, nothing written or overwritten ------------------------------
 
