@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.formula.api import ols
+from statsmodels.regression.linear_model import OLS
 from statsmodels.stats.anova import anova_lm
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import TTestPower
@@ -65,21 +66,21 @@ class BlockModel:
     def __init__(self, frame: pd.DataFrame, factors: list[str], value: str, block: str | None):
         data = frame.dropna(subset=[value])
         self.keys = [tuple(row) for row in data[factors].itertuples(index=False)]
-        labels = {key: f"c{i}" for i, key in enumerate(dict.fromkeys(self.keys))}
-        self.labels = labels
-        table = pd.DataFrame({"y": data[value].astype(float).to_numpy(), "cell": [labels[k] for k in self.keys]})
-        formula = "y ~ C(cell)"
+        self.labels = {key: i for i, key in enumerate(dict.fromkeys(self.keys))}
+        y = data[value].astype(float).to_numpy()
         self.blocked = bool(block) and data[block].nunique() > 1
+        # the design matrix of y ~ C(cell) [+ C(block)] in treatment coding, built directly: a
+        # formula would cost patsy's parsing on every model, and the searcher fits one per round
+        columns = [np.ones(len(y)), *_dummies([self.labels[k] for k in self.keys])]
         if self.blocked:
-            table["block"] = data[block].astype(str).to_numpy()
-            formula += " + C(block)"
+            columns += _dummies(data[block].astype(str).tolist())
         self.model = None
-        if len(labels) >= 2 and len(table) > 0:
+        if len(self.labels) >= 2 and len(y) > 0:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # rank deficiency (a missing run) is handled by the pseudo-inverse
-                model = ols(formula, data=table).fit()
+                model = OLS(y, np.column_stack(columns)).fit()
             # no residual spread (beside float rounding): nothing to test against
-            if model.df_resid >= 1 and model.mse_resid > 1e-12 * max(table["y"].var(), 1e-12):
+            if model.df_resid >= 1 and model.mse_resid > 1e-12 * max(np.var(y, ddof=1) if len(y) > 1 else 0, 1e-12):
                 self.model = model
 
     def contrast(self, pairs: list[tuple[tuple, tuple]]) -> Difference | None:
@@ -88,17 +89,23 @@ class BlockModel:
         pairs = [(a, b) for a, b in pairs if a in self.labels and b in self.labels]
         if self.model is None or not pairs:
             return None
-        names = list(self.model.params.index)
-        weights = np.zeros(len(names))
+        weights = np.zeros(len(self.model.params))
         for a, b in pairs:
             for key, sign in ((a, 1.0), (b, -1.0)):
-                name = f"C(cell)[T.{self.labels[key]}]"
-                if name in names:  # the first configuration is the intercept's, with no term of its own
-                    weights[names.index(name)] += sign / len(pairs)
+                # column 1 + i - 1 is configuration i's; the first configuration is the intercept's
+                if self.labels[key] > 0:
+                    weights[self.labels[key]] += sign / len(pairs)
         result = self.model.t_test(weights)
         unit_sd = math.sqrt(self.model.mse_resid * 2 / len(pairs))
         return Difference(float(np.ravel(result.effect)[0]), float(np.ravel(result.pvalue)[0]), unit_sd,
                           float(self.model.df_resid), result)
+
+
+def _dummies(values: list) -> list[np.ndarray]:
+    """Treatment-coded indicator columns of `values`, the first level seen as the reference."""
+    index = {}
+    codes = np.array([index.setdefault(v, len(index)) for v in values])
+    return [(codes == i).astype(float) for i in range(1, len(index))]
 
 
 def family_confidence(alpha: float, m: int, correction: str = "bonferroni") -> float:
