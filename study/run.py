@@ -98,10 +98,11 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     import ray
 
     from study.live_export import ParquetExporter
-    from study.tuner import build_tuner, tune_environment
+    from study.tuner import build_tuner, logger_callbacks, start_loggers, tune_environment
 
     from trainables.plugins import import_plugins, plugin_sources
 
+    loggers = start_loggers(logger_callbacks(options.log, options.name))
     plugins = import_plugins(study.plugins)
     owns_ray = start_ray(options, plugins)
     try:
@@ -114,7 +115,8 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         if not options.resume:
             write_run_file(options)
         exporter = ParquetExporter(study, options)
-        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors)
+        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors,
+                            loggers)
         with tune_environment(options.verbose):
             tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",

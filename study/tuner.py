@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
+from trainables.errors import UserError
 from trainables.registry import TRAINABLES, resolve_config
 
 from study.checks import open_optuna_storage
@@ -49,26 +51,52 @@ def seeds_on_demand(study: Study, options: RunOptions):
                          alpha=0.05, name=options.name)
 
 
-def logger_callbacks(names) -> list:
-    """--log: Ray Tune's own logger callbacks (checked to be installed by study.checks.check_loggers).
+def logger_callbacks(names, study_name: str) -> dict:
+    """--log: Ray Tune's own logger callbacks, by name (each checked to be installed by
+    study.checks.check_loggers). Their usual environment variables configure them; the MLflow
+    experiment and the W&B project default to the study's name.
 
     MLflow's and W&B's live in ray.air.integrations: in Ray 2.60 they exist nowhere else and are
     not deprecated there (unlike ray.air's session and config API, which hpstudy does not use)."""
-    callbacks = []
+    callbacks = {}
     for name in names:
         if name == "tensorboard":
             from ray.tune.logger import TBXLoggerCallback
 
-            callbacks.append(TBXLoggerCallback())
-        elif name == "mlflow":
+            callbacks[name] = TBXLoggerCallback()
+        elif name == "mlflow":  # MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME / _ID
             from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-            callbacks.append(MLflowLoggerCallback())  # MLFLOW_TRACKING_URI / MLFLOW_EXPERIMENT_NAME as usual
-        elif name == "wandb":
+            callbacks[name] = MLflowLoggerCallback(experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME") or study_name)
+        elif name == "wandb":  # WANDB_API_KEY or WANDB_MODE=offline; WANDB_PROJECT (Ray's own: WANDB_PROJECT_NAME)
             from ray.air.integrations.wandb import WandbLoggerCallback
 
-            callbacks.append(WandbLoggerCallback())  # WANDB_PROJECT / WANDB_API_KEY as usual
+            project = os.environ.get("WANDB_PROJECT") or os.environ.get("WANDB_PROJECT_NAME") or study_name
+            callbacks[name] = WandbLoggerCallback(project=project)
     return callbacks
+
+
+LOGGER_FIXES = {
+    "mlflow": "set MLFLOW_TRACKING_URI to a store MLflow accepts (sqlite:///mlflow.db, or a tracking server's URL)",
+    "wandb": "set WANDB_API_KEY (or run `wandb login`), or WANDB_MODE=offline",
+}
+
+
+def start_loggers(callbacks: dict) -> list:
+    """Run each logger's setup, the first call Tune makes on it, before Ray starts: a tracking
+    store that cannot be used (no credentials, a store MLflow refuses) is one line, before any
+    study folder exists, instead of a traceback from inside Tuner.fit."""
+    for name, callback in callbacks.items():
+        if name not in LOGGER_FIXES:
+            continue
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # the trackers' own warnings would make it more lines
+                callback.setup()
+        except Exception as exc:  # each tracker raises its own kinds
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"--log {name} cannot start: {message}; {LOGGER_FIXES[name]} (or drop --log {name})") \
+                from None
+    return list(callbacks.values())
 
 
 def trial_count(study: Study, options: RunOptions) -> int | None:
@@ -85,7 +113,7 @@ def optuna_samples(options: RunOptions) -> int:
 
 
 def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
-                plugin_sources: list | None = None, reuse_actors: bool = True):
+                plugin_sources: list | None = None, reuse_actors: bool = True, loggers: list = ()):
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
                              checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources),
@@ -100,7 +128,7 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
-        callbacks=[exporter, JsonLoggerCallback(), *logger_callbacks(options.log),
+        callbacks=[exporter, JsonLoggerCallback(), *loggers,
                    *([] if options.verbose else [ProgressBar(options.name, trial_count(study, options), study.metric,
                                                              study.mode)])],
         verbose=1 if options.verbose else 0,
