@@ -54,10 +54,8 @@ def seeds_on_demand(study: Study, options: RunOptions):
 def logger_callbacks(names, study_name: str) -> dict:
     """--log: Ray Tune's own logger callbacks, by name (each checked to be installed by
     study.checks.check_loggers). Their usual environment variables configure them; the MLflow
-    experiment and the W&B project default to the study's name.
-
-    MLflow's and W&B's live in ray.air.integrations: in Ray 2.60 they exist nowhere else and are
-    not deprecated there (unlike ray.air's session and config API, which hpstudy does not use)."""
+    experiment and the W&B project default to the study's name. All three come from
+    ray.tune.logger, where Ray 2.41 to 2.60 all have them."""
     callbacks = {}
     for name in names:
         if name == "tensorboard":
@@ -65,11 +63,11 @@ def logger_callbacks(names, study_name: str) -> dict:
 
             callbacks[name] = TBXLoggerCallback()
         elif name == "mlflow":  # MLFLOW_TRACKING_URI, MLFLOW_EXPERIMENT_NAME / _ID
-            from ray.air.integrations.mlflow import MLflowLoggerCallback
+            from ray.tune.logger.mlflow import MLflowLoggerCallback
 
             callbacks[name] = MLflowLoggerCallback(experiment_name=os.environ.get("MLFLOW_EXPERIMENT_NAME") or study_name)
         elif name == "wandb":  # WANDB_API_KEY or WANDB_MODE=offline; WANDB_PROJECT (Ray's own: WANDB_PROJECT_NAME)
-            from ray.air.integrations.wandb import WandbLoggerCallback
+            from ray.tune.logger.wandb import WandbLoggerCallback
 
             project = os.environ.get("WANDB_PROJECT") or os.environ.get("WANDB_PROJECT_NAME") or study_name
             callbacks[name] = WandbLoggerCallback(project=project)
