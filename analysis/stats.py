@@ -92,7 +92,7 @@ class BlockModel:
         weights = np.zeros(len(self.model.params))
         for a, b in pairs:
             for key, sign in ((a, 1.0), (b, -1.0)):
-                # column 1 + i - 1 is configuration i's; the first configuration is the intercept's
+                # configuration i > 0 has column i; the first one's mean is the intercept, column 0
                 if self.labels[key] > 0:
                     weights[self.labels[key]] += sign / len(pairs)
         result = self.model.t_test(weights)
