@@ -34,17 +34,17 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--r
 
 def seeds_summary(options: RunOptions) -> str | None:
     """The last line of a seeds-on-demand study: seed runs spent against the fixed design."""
-    from study.seeds_on_demand import saved_status
+    from study.seeds_on_demand import count, saved_status
 
     status = saved_status(options.folder)
     if not status:
         return None
     fixed = status["configurations"] * status["max_seeds"]
     state = ("every comparison decided" if not status["open"] else
-             f"{status['open']} comparisons still open at {status['max_seeds']} seeds")
+             f"{count(status['open'], 'comparison')} still open at {status['max_seeds']} seeds")
     return (f"{options.name}: seeds on demand: {status['seed_runs']} seed runs in {len(status['rounds'])} rounds "
             f"against {status['configurations']} configs x {status['max_seeds']} = {fixed} for the fixed design "
-            f"({status['seed_runs'] / fixed:.0%}); {status['decided']} comparisons decided, {state}")
+            f"({status['seed_runs'] / fixed:.0%}); {count(status['decided'], 'comparison')} decided, {state}")
 
 
 def start_ray(options: RunOptions, plugins: list) -> bool:

@@ -37,6 +37,11 @@ def planned_looks(first: int, most: int, step: int) -> int:
     return 1 + math.ceil((most - first) / step)
 
 
+def count(n: int, noun: str) -> str:
+    """'1 comparison', '3 comparisons': the round and summary lines read as sentences."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _cell(value):
     """A config value as the results hold it: lists as JSON text."""
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
@@ -119,8 +124,8 @@ class SeedsOnDemand(Searcher):
             self.rounds.append(record)
             # tqdm.write: a line above the study's progress bar, not through it
             tqdm.write(f"{self.name}: round {record['round']}: "
-                       + ("" if still_open is None else f"{decided} comparisons decided, {still_open} open; ")
-                       + f"{scheduled} seed runs scheduled on {record['configurations']} configurations",
+                       + ("" if still_open is None else f"{count(decided, 'comparison')} decided, {still_open} open; ")
+                       + f"{count(scheduled, 'seed run')} scheduled on {count(record['configurations'], 'configuration')}",
                        file=sys.stdout)
             sys.stdout.flush()
 
