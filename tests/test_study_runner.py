@@ -1,6 +1,7 @@
 """The runner under failure: driver interrupted (SIGINT, SIGKILL) and resumed, bad input, cluster.yaml."""
 
 import itertools
+import re
 import signal
 import subprocess
 import sys
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import ray
 import torch
 import yaml
 
@@ -260,8 +260,10 @@ def test_cluster_yaml_passes_rays_autoscaler_schema():
     assert any("pip install -e ~/hpstudy" in c for c in prepared["setup_commands"])
     assert prepared["file_mounts"]["~/hpstudy"] == "."
     # one pinned image and pinned versions on every node; workers that can write the results bucket
-    assert prepared["docker"]["image"] == f"rayproject/ray:{ray.__version__}-py311-gpu"
-    assert f"ray[default,tune]=={ray.__version__}" in " ".join(prepared["setup_commands"])
+    # the image's Ray is the one pinned for every node (the one the tests ran; not the installed Ray,
+    # which may be any version the project supports)
+    image = re.fullmatch(r"rayproject/ray:(\d+\.\d+\.\d+)-py311-gpu", prepared["docker"]["image"])
+    assert image and f"ray[default,tune]=={image.group(1)}" in " ".join(prepared["setup_commands"])
     assert "torch==" in " ".join(prepared["setup_commands"])
     for name in ("gpu_worker", "gpu_worker_spot"):
         node_config = prepared["available_node_types"][name]["node_config"]
