@@ -26,6 +26,15 @@ N_TRAIN, N_TEST = 120, 40
 STL_TRAIN, STL_TEST = 60, 20
 
 
+def call_main(main, *args) -> int:
+    """A command's main called in this process, ending as it would in a shell: argparse's own
+    refusals raise SystemExit, the command's refusals return 2."""
+    try:
+        return main(*args)
+    except SystemExit as exit_:
+        return exit_.code
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 

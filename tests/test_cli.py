@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, call_main
 
 
 def trainables_cli(*args, cwd):
@@ -66,10 +66,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, cap
 
     monkeypatch.chdir(tmp_path)
     root = tmp_path / "empty-root"
-    try:
-        code = main([*args, "--data-root", str(root)])
-    except SystemExit as exit_:  # argparse's own refusals
-        code = exit_.code
+    code = call_main(main, [*args, "--data-root", str(root)])
     out, err = capsys.readouterr()
     assert code == 2
     lines = err.strip().splitlines()

@@ -12,6 +12,7 @@ from analysis import findings, stats
 from analysis.compare import FINDINGS_COLUMNS, analyse
 from analysis.load import load_results
 from study.presets import OPTIMIZER_LEVELS
+from conftest import call_main
 from synthetic import make_study, write_synthetic
 
 REGULARIZATION = {"none": {"weight_decay": 0.0, "dropout": 0.0}, "l2": {"weight_decay": 5e-4, "dropout": 0.0}}
@@ -198,10 +199,7 @@ def test_bad_analysis_options_are_one_line(two_datasets, tmp_path, capsys, flags
     # in this process (the same main as `python -m analysis.report`; test_analysis_report runs it in a shell)
     from analysis.report import main
 
-    try:
-        code = main([str(two_datasets), "--out", str(tmp_path / "out"), *flags])
-    except SystemExit as exit_:  # argparse's own refusals
-        code = exit_.code
+    code = call_main(main, [str(two_datasets), "--out", str(tmp_path / "out"), *flags])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out").exists()

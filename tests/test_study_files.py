@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from analysis.compare import VERDICTS
-from conftest import REPO
+from conftest import REPO, call_main
 from study.__main__ import main as study_file_main
 from study.effective import effective_study
 from study.options import parse_args
@@ -134,10 +134,7 @@ def test_a_bad_plugin_is_one_line(plugin, expected, user_folder, capsys, monkeyp
 
 
 def study_file_error(capsys, *argv) -> tuple[int, str]:
-    try:
-        code = study_file_main(list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
+    code = call_main(study_file_main, list(argv))
     err = capsys.readouterr().err
     assert err.count("\n") == 1, err
     return code, err
@@ -199,10 +196,7 @@ def test_the_presets_ship_as_study_files():
     (["--log", "neptune"], "argument --log: invalid choice: 'neptune'"),
 ])
 def test_bad_overrides_and_tracking_flags_are_one_line(argv, expected, tmp_path, capsys):
-    try:
-        code = preset_main("mnist1d_grid", [*argv, "--storage", str(tmp_path / "results")])
-    except SystemExit as exit_:
-        code = exit_.code
+    code = call_main(preset_main, "mnist1d_grid", [*argv, "--storage", str(tmp_path / "results")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and expected in err, err
     assert not (tmp_path / "results").exists()

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, call_main
 from study import export
 from study.presets import SMOKE_DATA, STUDIES
 from study.run import main
@@ -145,10 +145,7 @@ def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, d
 # --- bad input: one line, exit 2, nothing written or overwritten ------------------------------
 
 def run_main(capsys, *argv, preset="mnist1d_grid"):
-    try:
-        code = main(preset, list(argv))
-    except SystemExit as exit_:
-        code = exit_.code
+    code = call_main(main, preset, list(argv))
     err = capsys.readouterr().err.strip().splitlines()
     return code, err
 
