@@ -4,28 +4,36 @@ how many seeds would decide it.
 
 How a comparison is made (the design comes from analysis.design):
 - The unit is one run (one seed of one configuration). Runs that errored or did not finish
-  are not results: they are left out and counted. A run that diverged or stayed at chance
-  failed: the effects are estimated on the runs that trained, and each comparison counts its
-  failures beside (with Fisher's exact test), as does the failures table.
-- Within each stratum (dataset), the factor's interaction with every other factor is tested
-  (type-II ANOVA with the seed as a block). Where it interacts (p < alpha), the factor is
-  compared within each level of the other (simple effects); otherwise averaged over it.
+  are not results: they are left out and counted. A run that diverged or ended below chance +
+  margin x (1 - chance) failed. Effects are estimated on the runs that trained, and on every
+  run of a configuration that never trained (its accuracy at chance is its result).
 - The effect of a level is a contrast of configuration means in metric ~ configuration + seed
   (stats.BlockModel): the configurations of the level against those of the reference that
   differ only in this factor, averaged over the levels of the factors it is averaged over.
-  Seeds are blocks (they set initialisation and data order in every configuration), and the
-  residual variance is pooled over the stratum's configurations; with two configurations this
-  is the paired t-test. Without shared seeds the block term is dropped.
-- Each factor is one family: with m comparisons, every interval is at 1 - alpha/m (Bonferroni;
-  or Šidák) and p-values are adjusted the same way, so an interval excludes 0 exactly when the
-  adjusted p is below alpha.
-- Verdict: `better` / `worse` when the interval excludes 0 (in the metric's better direction;
-  the sentence says when the effect is smaller than the smallest effect that matters);
-  `equivalent` when the interval holds 0 and lies inside +/- the smallest effect; else
-  `inconclusive`; `not testable` when there is nothing to estimate a spread from.
-- `seeds_needed`: the seeds per configuration at which a t-test at the family's
-  per-comparison level has power 0.8 for the smallest effect, given the spread observed; for
-  an inconclusive comparison at least one seed more than it has.
+  Seeds are blocks; configurations whose seed-to-seed spreads Bartlett's test cannot tell
+  apart share one residual variance (moderated toward each one's own as far as they differ),
+  a configuration that varies more keeps its own, and intervals take Satterthwaite's degrees
+  of freedom.
+- Within each stratum (dataset), each pair of factors is tested for interaction (a Wald test
+  in the same model). Where a factor interacts, it is compared within each level of the
+  factors it interacts with (simple effects); otherwise averaged over them.
+- One family per study: m counts every test the study could make whatever the interaction
+  tests find (each interaction test, each averaged comparison and each simple-effect
+  comparison the design allows, in every stratum), so the data-driven choice of simple
+  effects is inside the bound. Each test is at alpha / m (Bonferroni; or Šidák), intervals at
+  1 - alpha / m, p adjusted by the same m: the chance of any false `better`, `worse` or
+  `equivalent` verdict, or a false interaction, in the whole study stays at or under alpha.
+  Where runs of a comparison failed, its level is split in half between the accuracy of the
+  runs and Fisher's exact test of the failure rates (so its interval is at 1 - alpha / 2m).
+- Verdict: `better` / `worse` when the failure rates differ (the level failing more often is
+  worse), else when the interval excludes 0 (in the metric's better direction; the sentence
+  says when the effect is smaller than the smallest effect that matters); `equivalent` when
+  the two one-sided tests at the comparison's level put it inside +/- the smallest effect
+  (TOST: the 1 - 2 alpha / m interval inside the band); else `inconclusive`; `not testable`
+  when there is nothing to estimate a spread from.
+- `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
+  decides the comparison with probability 0.8, planned with the observed effect and an upper
+  70% bound of its spread (stats.seeds_to_decide).
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
   their rows are `not testable`; the report shows parameter importances instead.
 """
@@ -63,7 +71,7 @@ class Analysis:
     smallest_effect: float
     alpha: float
     correction: str
-    margin: float  # a run within this much of chance accuracy failed
+    margin: float  # a run that ended below chance + margin x (1 - chance) failed
     design: Design
     runs: pd.DataFrame  # runs with a result, marked with did_not_train / failure
     excluded: dict  # status -> runs left out (error, unfinished)
@@ -74,6 +82,10 @@ class Analysis:
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)
     untestable_because: str | None = None  # why the study gets no tests at all (Optuna, one seed)
     looks: int = 1  # planned looks of a seeds-on-demand study: each is tested at alpha / looks
+    family: int = 0  # the tests the study could make (every stratum): the family alpha is spread over
+    level: float = float("nan")  # each test's level: alpha / (looks x family), Bonferroni
+    spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
+    spread: str = "grouped"
 
     def findings(self) -> pd.DataFrame:
         return self.comparisons[FINDINGS_COLUMNS].reset_index(drop=True)
@@ -87,6 +99,7 @@ def findings(results: Results | str | Path, metric: str = DEFAULT_METRIC, baseli
     maps a factor to the level its others are compared with ({"activation": "gelu"})."""
     if not isinstance(results, Results):
         results = load_results(results)
+    options.setdefault("detail", False)  # the findings alone: no variance shares, failure table or importances
     return analyse(results, metric, baseline, smallest_effect, **options).findings()
 
 
@@ -110,14 +123,16 @@ def _check(results: Results, metric: str, smallest_effect: float, alpha: float, 
 def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
             smallest_effect: float | None = None, alpha: float = DEFAULT_ALPHA,
             correction: str = "bonferroni", margin: float = stats.DEFAULT_CHANCE_MARGIN, looks: int | None = None,
-            detail: bool = True) -> Analysis:
+            detail: bool = True, spread: str = "grouped") -> Analysis:
     """The comparisons of `results` and what they rest on.
 
     `smallest_effect` and `looks` default to what the study ran with (a seeds-on-demand study
-    records both; see study.seeds_on_demand), else 0.01 and one look. With L looks, each
-    factor's family is tested at alpha / L, the share of alpha each planned look spends.
+    records both; see study.seeds_on_demand), else 0.01 and one look. With L looks, the study's
+    family is tested at alpha / L, the share of alpha each planned look spends.
     `detail=False` skips the variance shares, failure table and importances (the findings
-    alone, as the seeds-on-demand searcher needs them after every round)."""
+    alone, as `findings()` and the seeds-on-demand searcher need them). `spread="pooled"`
+    pools one residual variance over each dataset's configurations (the model before spread
+    groups; for comparison)."""
     if smallest_effect is None:
         smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
     looks = looks or results.run.get("looks") or 1
@@ -133,27 +148,37 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     elif _one_seed_each(runs, [*design.strata, *names]):
         untestable = "each configuration has one seed: no seed-to-seed spread to test against"
 
-    comparisons, interactions, shares = [], [], []
-    for stratum_key, data in _strata(runs, design.strata):
-        found = _compare_stratum(data, design, stratum_key, metric, alpha, testable=untestable is None)
-        comparisons += found["comparisons"]
-        interactions += found["interactions"]
+    # first every stratum's model and its share of the family (the family's size sets the
+    # level the interaction tests are read at), then the comparisons
+    strata = [_Stratum(stratum_key, data, design, metric, testable=untestable is None, spread=spread)
+              for stratum_key, data in _strata(runs, design.strata)]
+    family = sum(s.family for s in strata)
+    level = stats.per_comparison_level(alpha / looks, family, correction)
+    comparisons, interactions, shares, spreads = [], [], [], []
+    for s in strata:
+        for row in s.interactions:
+            row["p_adjusted"] = stats.adjust([row["p"]], correction, m=family)[0]
+            row["simple_effects"] = bool(row["p"] < level)
+        comparisons += s.comparisons(design, metric)
+        interactions += s.interactions
+        spreads += s.spreads
         if untestable is None and names and detail:
-            pairs = [(r["factor"], r["other"]) for r in found["interactions"] if r["simple_effects"]]
-            trained = data[~data["did_not_train"]]
+            pairs = [(r["factor"], r["other"]) for r in s.interactions if r["simple_effects"]]
+            trained = s.data[~s.data["did_not_train"]]
             table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
-            shares.append(table.assign(stratum=_label(stratum_key, {})))
-    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha / looks,
+            shares.append(table.assign(stratum=_label(s.key, {})))
+    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, level, family,
                     correction)
     importances = pd.DataFrame()
     if untestable and len(runs) and detail:
         importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
                                             categorical=set(names))
     return Analysis(metric, smallest_effect, alpha, correction, margin, design, runs, excluded, table,
-                    pd.DataFrame(interactions, columns=["stratum", "factor", "other", "F", "p", "simple_effects"]),
+                    pd.DataFrame(interactions, columns=_INTERACTION_COLUMNS),
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
-                    _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks)
+                    _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
+                    family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread)
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:
@@ -186,58 +211,97 @@ def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 _COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
                        "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference"]
+_INTERACTION_COLUMNS = ["stratum", "factor", "other", "F", "p", "p_adjusted", "simple_effects"]
+_SPREAD_COLUMNS = ["stratum", "configuration", "runs", "group", "sd", "df"]
 
 
-def _compare_stratum(data: pd.DataFrame, design: Design, stratum: dict, metric: str, alpha: float,
-                     testable: bool) -> dict:
-    """Every comparison of one stratum. The effects are estimated on the runs that trained
-    (a failed run's accuracy says it failed, not how good the configuration is when it trains);
-    failures are counted beside each comparison and tested in their own table."""
-    comparisons, interactions = [], []
-    names = design.names
-    trained = data[~data["did_not_train"]].dropna(subset=[metric])
-    varying = [f.name for f in design.factors if trained[f.name].nunique() > 1]
-    # the seed is a block where configurations share seeds (every grid study)
-    block = "seed" if trained.groupby("seed").size().max() > 1 else None
-    model = stats.BlockModel(trained, names, metric, block) if testable and names else None
-    for factor in design.factors:
-        others = [g for g in varying if g != factor.name]
-        interacting = []
-        if testable and factor.name in varying:
-            for other in others:
-                f_stat, p = stats.interaction_test(trained, factor.name, other, metric,
-                                                   others=[o for o in others if o != other], block=block)
-                present = bool(p < alpha)
-                interactions.append({"stratum": _label(stratum, {}), "factor": factor.name, "other": other,
-                                     "F": f_stat, "p": p, "simple_effects": present})
-                if present:
-                    interacting.append(other)
-        averaged = [g for g in names if g != factor.name and g not in interacting]
-        cells = data.groupby(interacting, sort=False) if interacting else [((), data)]
-        for cell_key, cell in cells:
-            fixed = dict(zip(interacting, cell_key))
-            reference = cell[cell[factor.name] == factor.baseline]
-            for level in factor.levels:
-                if level == factor.baseline:
-                    continue
-                runs = cell[cell[factor.name] == level]
-                row = _compare(runs, reference, factor.name, level, factor.baseline, averaged, names, metric, model)
-                if not testable:
-                    row["note"] = ""
-                # the configurations this comparison rests on, as (*strata, *factors) tuples
-                involved = pd.concat([runs, reference])[[*design.strata, *names]].drop_duplicates()
-                row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
-                           stratum=_label(stratum, fixed),
-                           configurations=[tuple(r) for r in involved.itertuples(index=False)])
-                comparisons.append(row)
-    return {"comparisons": comparisons, "interactions": interactions}
+def modelled_runs(data: pd.DataFrame, names: list[str], metric: str) -> pd.DataFrame:
+    """The runs an effect is estimated on: those that trained, and every run of a configuration
+    none of whose runs trained (sigmoid stuck at chance: its accuracy is its result, and
+    leaving it out would leave nothing to compare). A failed run's missing accuracy counts as
+    chance, where the results know it."""
+    trained = ~data["did_not_train"]
+    never = data.groupby(names, dropna=False)["did_not_train"].transform("all") if names else trained & False
+    chosen = data[trained | never].copy()
+    if metric.endswith("acc") and "chance_acc" in chosen:
+        chosen[metric] = chosen[metric].fillna(chosen["chance_acc"].where(chosen["did_not_train"]))
+    return chosen.dropna(subset=[metric])
 
 
-def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, baseline, averaged: list[str],
-             names: list[str], metric: str, model: stats.BlockModel | None) -> dict:
+def family_size(data: pd.DataFrame, design: Design) -> tuple[int, list[str]]:
+    """The tests one stratum could make, whatever its interaction tests find: per factor, each
+    level against the baseline averaged over the others, plus within each combination of
+    levels of every subset of the other varying factors (the simple effects an interaction
+    would call for): (levels - 1) x product of (1 + levels of each other); plus one
+    interaction test per pair of varying factors. Returns the count and the varying factors."""
+    varying = [f.name for f in design.factors if data[f.name].nunique() > 1]
+    count = 0
+    for name in varying:
+        product = math.prod(1 + data[other].nunique() for other in varying if other != name)
+        count += (data[name].nunique() - 1) * product
+    return count + math.comb(len(varying), 2), varying
+
+
+class _Stratum:
+    """One stratum (dataset): its model, interaction tests and configurations' spreads, and how
+    many tests it adds to the study's family; `comparisons()` once the interactions are read."""
+
+    def __init__(self, key: dict, data: pd.DataFrame, design: Design, metric: str, testable: bool, spread: str):
+        self.key, self.data = key, data
+        names = design.names
+        self.modelled = modelled_runs(data, names, metric)
+        self.family, varying = family_size(self.modelled, design) if testable else (0, [])
+        # the seed is a block where configurations share seeds (every grid study)
+        block = "seed" if len(self.modelled) and self.modelled.groupby("seed").size().max() > 1 else None
+        self.model = stats.BlockModel(self.modelled, names, metric, block, spread=spread) if testable and names else None
+        self.spreads, self.interactions = [], []
+        if self.model is None or not self.model.fitted:
+            return
+        for config, index in self.model.labels.items():
+            group = int(self.model.groups[index])
+            self.spreads.append({"stratum": _label(key, {}), "configuration": ", ".join(map(str, config)),
+                                 "runs": int(self.model.n_runs[index]), "group": group,
+                                 "sd": math.sqrt(self.model.config_variances[index]),
+                                 "df": float(self.model.group_dfs[group])})
+        for i, a in enumerate(varying):
+            for b in varying[i + 1:]:
+                f_stat, p = self.model.interaction(names.index(a), names.index(b))
+                self.interactions.append({"stratum": _label(key, {}), "factor": a, "other": b, "F": f_stat, "p": p})
+
+    def comparisons(self, design: Design, metric: str) -> list[dict]:
+        """Each level against the baseline: within each level of the factors it interacts with
+        (simple effects), averaged over the others."""
+        names, data, out = design.names, self.data, []
+        for factor in design.factors:
+            interacting = [r["other"] if r["factor"] == factor.name else r["factor"] for r in self.interactions
+                           if r["simple_effects"] and factor.name in (r["factor"], r["other"])]
+            interacting = [g for g in names if g in interacting]  # in the study's order
+            cells = data.groupby(interacting, sort=False) if interacting else [((), data)]
+            for cell_key, cell in cells:
+                fixed = dict(zip(interacting, cell_key))
+                reference = cell[cell[factor.name] == factor.baseline]
+                for level in factor.levels:
+                    if level == factor.baseline:
+                        continue
+                    runs = cell[cell[factor.name] == level]
+                    row = _compare(runs, reference, factor.name, level, factor.baseline, names, metric, self.model,
+                                   self.modelled)
+                    if self.model is None:
+                        row["note"] = ""
+                    # the configurations this comparison rests on, as (*strata, *factors) tuples
+                    involved = pd.concat([runs, reference])[[*design.strata, *names]].drop_duplicates()
+                    row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
+                               stratum=_label(self.key, fixed),
+                               configurations=[tuple(r) for r in involved.itertuples(index=False)])
+                    out.append(row)
+        return out
+
+
+def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, baseline, names: list[str],
+             metric: str, model: stats.BlockModel | None, modelled: pd.DataFrame) -> dict:
     """One level against the reference: the contrast of their configuration means, averaged
     over the levels of the factors it is averaged over, seed-blocked."""
-    ok, ok_ref = runs[~runs["did_not_train"]].dropna(subset=[metric]), reference[~reference["did_not_train"]].dropna(subset=[metric])
+    ok, ok_ref = modelled.loc[modelled.index.isin(runs.index)], modelled.loc[modelled.index.isin(reference.index)]
     out = {"n": len(ok), "n_ref": len(ok_ref), "runs": len(runs), "runs_ref": len(reference),
            "failed": int(runs["did_not_train"].sum()), "failed_ref": int(reference["did_not_train"].sum()),
            "seeds": min(ok["seed"].nunique(), ok_ref["seed"].nunique())}
@@ -257,52 +321,69 @@ def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, ba
     if not len(runs) or not len(reference):
         out["note"] = "no runs of " + ("this level" if not len(runs) else "the reference")
     elif not pairs:
-        out["note"] = "no runs that trained to compare"
+        out["note"] = "no runs to compare"
     else:
         out["note"] = "" if difference is not None else "no spread between seeds to test against"
     return out
 
 
-def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: float, correction: str) -> pd.DataFrame:
-    """Family-wise intervals, adjusted p, verdict and seeds needed; one family per factor."""
+def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, level: float, family: int,
+            correction: str) -> pd.DataFrame:
+    """Intervals, adjusted p, verdict and seeds needed, each test at the study's per-test
+    `level` (one family of `family` tests); a comparison with failed runs splits its level
+    between the accuracy and Fisher's test of the failure rates."""
     higher_is_better = METRICS[metric]
-    for column in ("ci_low", "ci_high", "p", "p_adjusted", "unit_sd", "df", "seeds_needed", "p_failures"):
+    for column in ("ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit_sd", "df", "seeds_needed",
+                   "p_failures"):
         table[column] = np.nan
-    table["verdict"] = "not testable"
-    for _, family in table.groupby("factor", sort=False):
-        tested = [i for i in family.index if table.at[i, "difference"] is not None]
-        if not tested:
+    table["verdict"], table["decided_by"] = "not testable", ""
+    for i in table.index:
+        row = table.loc[i]
+        difference = row["difference"]
+        failures = bool(row["failed"] or row["failed_ref"])
+        part = level / 2 if failures else level  # each part's level; the halves add up to the comparison's
+        p_failures = stats.fisher_test(row["failed"], row["runs"], row["failed_ref"], row["runs_ref"]) \
+            if failures else np.nan
+        table.at[i, "p_failures"] = p_failures
+        failing_more = np.nan
+        if failures and row["runs"] and row["runs_ref"]:
+            failing_more = row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"]
+        fails_differ = bool(p_failures < part)  # NaN compares False
+        if difference is not None:
+            low, high = difference.interval(1 - part)
+            table.loc[i, ["ci_low", "ci_high", "confidence", "p", "unit_sd", "df"]] = [
+                low, high, 1 - part, difference.p, difference.unit_sd, difference.df]
+        parts = [p for p in (difference.p if difference is not None else np.nan, p_failures) if math.isfinite(p)]
+        if parts:
+            # the comparison's p: its smaller part, Bonferroni over its parts, then over the family
+            table.at[i, "p_adjusted"] = stats.adjust([min(1.0, min(parts) * (2 if failures else 1))], correction,
+                                                     m=family)[0]
+        if fails_differ:
+            table.at[i, "verdict"], table.at[i, "decided_by"] = ("worse" if failing_more else "better"), "failures"
             continue
-        confidence = stats.family_confidence(alpha, len(tested), correction)
-        adjusted = stats.adjust([table.at[i, "difference"].p for i in tested], correction)
-        for i, p_adjusted in zip(tested, adjusted):
-            difference = table.at[i, "difference"]
-            low, high = difference.interval(confidence)
-            table.loc[i, ["ci_low", "ci_high", "p", "p_adjusted", "unit_sd", "df"]] = [
-                low, high, difference.p, p_adjusted, difference.unit_sd, difference.df]
-            verdict = _verdict(low, high, smallest_effect, higher_is_better)
-            table.at[i, "verdict"] = verdict
-            needed = stats.seeds_for_power(smallest_effect, difference.unit_sd, 1 - confidence)
-            if math.isfinite(needed):
-                seeds = math.ceil(needed)
-                if verdict == "inconclusive":
-                    seeds = max(seeds, int(table.at[i, "seeds"]) + 1)
-                table.at[i, "seeds_needed"] = seeds
-    table["p_failures"] = [stats.fisher_test(r["failed"], r["runs"], r["failed_ref"], r["runs_ref"])
-                           for _, r in table.iterrows()]
-    table["finding"] = [_sentence(row, metric, smallest_effect, alpha) for _, row in table.iterrows()]
-    table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where not testable
+        if difference is None:
+            continue
+        tost_low, tost_high = difference.interval(1 - 2 * part)  # two one-sided tests at the part's level
+        verdict = _verdict(low, high, tost_low, tost_high, smallest_effect, higher_is_better)
+        table.at[i, "verdict"] = verdict
+        table.at[i, "decided_by"] = "" if verdict == "inconclusive" else metric
+        if verdict == "inconclusive":
+            table.at[i, "seeds_needed"] = stats.seeds_to_decide(difference.effect, difference.unit_sd,
+                                                                difference.seeds, difference.df, part, smallest_effect)
+    table["finding"] = [_sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
+    table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
     return table.drop(columns="difference")
 
 
-def _verdict(low: float, high: float, smallest_effect: float, higher_is_better: bool) -> str:
+def _verdict(low: float, high: float, tost_low: float, tost_high: float, smallest_effect: float,
+             higher_is_better: bool) -> str:
     # a real difference is reported as one even when it is smaller than what matters (the
-    # sentence says so); equivalence is for intervals that hold 0 and stay inside the band
+    # sentence says so); equivalence is TOST: the 1 - 2 level interval inside the band
     if low > 0:
         return "better" if higher_is_better else "worse"
     if high < 0:
         return "worse" if higher_is_better else "better"
-    if -smallest_effect < low and high < smallest_effect:
+    if -smallest_effect < tost_low and tost_high < smallest_effect:
         return "equivalent"
     return "inconclusive"
 
@@ -318,12 +399,22 @@ def signed(value: float, metric: str) -> str:
     return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
-def _sentence(row: pd.Series, metric: str, smallest_effect: float, alpha: float) -> str:
+def seeds_phrase(seeds: int) -> str:
+    return "more than a million" if seeds >= stats.MAX_SEEDS_NEEDED else f"about {seeds}"
+
+
+def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
     """The comparison in words a reader can act on."""
     where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
     pair = f"{row['level']} vs {row['reference']}{where}"
     interval = f"[{signed(row['ci_low'], metric)}, {signed(row['ci_high'], metric)}]"
     verdict = row["verdict"]
+    counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
+    if row["decided_by"] == "failures":
+        text = f"{pair}: {verdict}: it fails {'more' if verdict == 'worse' else 'less'} often ({counts} failed, "                f"Fisher p = {row['p_failures']:.2g})"
+        if math.isfinite(row["effect"]) and math.isfinite(row["ci_low"]):
+            text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
+        return text
     if verdict in ("better", "worse"):
         text = f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}"
         if abs(row["effect"]) < smallest_effect:
@@ -332,18 +423,17 @@ def _sentence(row: pd.Series, metric: str, smallest_effect: float, alpha: float)
         text = f"{pair}: equivalent, within ±{_amount(smallest_effect, metric)} {interval}"
     elif verdict == "inconclusive":
         text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}; "
-                f"about {int(row['seeds_needed'])} seeds per configuration would decide it"
-                if math.isfinite(row["seeds_needed"]) else f"{pair}: undecided")
+                f"{seeds_phrase(int(row['seeds_needed']))} seeds per configuration would decide it")
     else:
         effect = "" if not math.isfinite(row["effect"]) else f" (observed {signed(row['effect'], metric)})"
         text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
     if row["failed"] or row["failed_ref"]:
-        counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
-        if row["p_failures"] < alpha:
-            more = "more" if row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"] else "less"
-            text += f"; but it fails {more} often: {counts} (Fisher p = {row['p_failures']:.2g})"
+        if row["n"] and row["failed"] == row["runs"]:
+            text += f"; every run of it failed ({counts}): their accuracy is the result compared"
+        elif row["n_ref"] and row["failed_ref"] == row["runs_ref"]:
+            text += f"; every run of the reference failed ({counts}): their accuracy is the result compared"
         else:
-            text += f"; failed runs (left out of the effect): {counts}"
+            text += f"; failed runs (left out of the effect; the rates do not differ significantly): {counts}"
     return text
 
 

@@ -121,6 +121,52 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
     })
 
 
+def method(analysis: Analysis) -> list[str]:
+    """The report's method paragraph in plain words: which model made each interval, and what
+    error rate is controlled over what."""
+    spreads = analysis.spreads
+    own = spreads[spreads["group"] > 0]
+    pooled = spreads[spreads["group"] == 0]
+    metric = analysis.metric
+    scale = 100 if metric.endswith("acc") else 1
+    unit = " points" if metric.endswith("acc") else ""
+    looks = (f" This seeds-on-demand study planned {analysis.looks} looks; each is tested at alpha / "
+             f"{analysis.looks}, so the bound holds however many were taken." if analysis.looks > 1 else "")
+    model = ("Pooled model (one residual variance per dataset)." if analysis.spread == "pooled" else
+             f"Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
+             f"seed, with the seed-to-seed spread of each configuration as the data show it: "
+             f"{len(pooled)} configuration{'s' if len(pooled) != 1 else ''} whose spreads Bartlett's test cannot tell "
+             f"apart share one variance, moderated toward each one's own where they differ more than sampling "
+             f"explains (sd {scale * pooled['sd'].min():.2g}{unit}"
+             + (f" to {scale * pooled['sd'].max():.2g}{unit}" if pooled['sd'].round(12).nunique() > 1 else "")
+             + "), "
+             + (f"{len(own)} that vary more keep their own ({', '.join(own['configuration'])})" if len(own) else
+                "none varies more")
+             + "; intervals have Satterthwaite's degrees of freedom.")
+    return [
+        model,
+        f"Error control over the whole study: {analysis.family} tests could be made (every interaction test, and "
+        f"every comparison the interaction tests could call for, in every dataset), and each is made at alpha / "
+        f"{analysis.family} = {analysis.level:.2g} ({analysis.correction}), intervals at 1 - {analysis.level:.2g}. "
+        f"So the chance of any false better, worse or equivalent verdict, or a false interaction, anywhere in the "
+        f"study is at most alpha = {analysis.alpha:g}.{looks}",
+        f"Equivalent: the two one-sided tests (TOST) at the same level put the effect inside +/- "
+        f"{_smallest(analysis)} (the 1 - 2 x {analysis.level:.2g} interval lies inside the band).",
+        "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
+        "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
+        "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
+        "accuracy its runs ended at.",
+        "Seeds needed (undecided rows): the seeds per configuration at which this same rule decides the comparison "
+        "with probability 0.8, planned with the observed effect and an upper 70% confidence bound of its spread.",
+    ]
+
+
+def _smallest(analysis: Analysis) -> str:
+    if analysis.metric.endswith("acc"):
+        return f"{100 * analysis.smallest_effect:g} points"
+    return f"{analysis.smallest_effect:g}"
+
+
 def answer(analysis: Analysis) -> list[str]:
     """One line per factor and stratum: what the study says about it."""
     lines = []
@@ -131,10 +177,10 @@ def answer(analysis: Analysis) -> list[str]:
         if rows.empty:
             continue
         inter = analysis.interactions
-        inter = inter[(inter["factor"] == factor.name) & inter["simple_effects"]]
+        inter = inter[((inter["factor"] == factor.name) | (inter["other"] == factor.name)) & inter["simple_effects"]]
         where = ""
         if len(inter):
-            others = sorted(set(inter["other"]))
+            others = sorted(set(inter["factor"]) | set(inter["other"]) - {factor.name})
             where = (f" It interacts with {', '.join(others)} (p = {', '.join(f'{p:.2g}' for p in inter['p'])}), "
                      f"so it is compared within each level of {', '.join(others)}.")
         parts = []
@@ -199,15 +245,14 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
              f"{len(analysis.runs)} runs with a result; left out (no result): {excluded}. "
              f"Datasets are compared within, never pooled"
              f"{' (' + ', '.join(design.strata) + ')' if design.strata else ''}. "
-             f"Smallest effect that matters: {analysis.smallest_effect:g}; each factor's comparisons are one family "
-             f"at alpha {analysis.alpha:g} ({analysis.correction}: intervals and adjusted p agree)"
-             + (f", spent evenly over the {analysis.looks} looks this seeds-on-demand study planned "
-                f"(alpha {analysis.alpha / analysis.looks:.3g} each). " if analysis.looks > 1 else ". ")
-             + (f"A run 'failed' if it diverged or ended within {analysis.margin:g} of chance (the test set's "
-                "majority-class rate). " if "chance_acc" in trials else
+             + (f"A run 'failed' if it diverged or ended below chance + {analysis.margin:g} x (1 - chance), chance "
+                "being the test set's majority-class rate. " if "chance_acc" in trials else
                 "A run 'failed' if it diverged (these results predate the chance column, so runs near chance "
                 "are not counted as failed). ")
              + ("" if design.from_spec else " No study spec in the results: factors inferred from the config columns."))
+    if not analysis.untestable_because and analysis.family:
+        doc.heading("How the findings are made", 3)
+        doc.bullets(method(analysis))
 
     doc.heading("Findings")
     if analysis.untestable_because:
@@ -216,9 +261,10 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
         if not analysis.importances.empty:
             doc.table(analysis.importances, f"Parameter importance for {metric} (Optuna's fANOVA on these runs)")
     if not analysis.comparisons.empty:
-        doc.words(findings_view(analysis), "One row per comparison with the factor's baseline; verdict from the "
-                  "family-wise interval: better / worse if it excludes 0, equivalent if it lies inside +/- the "
-                  "smallest effect, else inconclusive (seeds needed: per configuration, to decide it)")
+        doc.words(findings_view(analysis), "One row per comparison with the factor's baseline; better / worse if "
+                  "the interval excludes 0 or the failure rates differ, equivalent if the two one-sided tests put it "
+                  "inside +/- the smallest effect, else undecided (seeds needed: per configuration, to decide it "
+                  "with probability 0.8)")
         if not analysis.untestable_because:
             doc.bullets(answer(analysis))
         doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
@@ -244,8 +290,13 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     if len(errors):
         doc.table(errors[["trial_id", *group, "seed", "error"]], "Errored runs (no result; left out)")
     if len(analysis.interactions):
-        doc.table(analysis.interactions, "Interactions (type-II ANOVA, seed as a block): where p < alpha the factor "
-                  "is compared within each level of the other (simple effects)")
+        doc.table(analysis.interactions, "Interactions (Wald tests in the block model; p adjusted over the study's "
+                  "family): where p_adjusted < alpha each factor is compared within each level of the other "
+                  "(simple effects)")
+    if len(analysis.spreads):
+        doc.table(analysis.spreads, "Seed-to-seed spread of each configuration's runs (sd, metric units) as the model "
+                  "uses it: group 0 pools the configurations whose spreads agree, each other group is a configuration "
+                  "that varies more, with a variance of its own; df: the degrees of freedom of its variance")
     if len(analysis.shares):
         doc.table(analysis.shares, "Share of the variance of the metric: each factor beside the seeds (residual), "
                   "95% bootstrap intervals")
@@ -260,7 +311,8 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
         doc.text("No run failed (none diverged or ended near chance).")
     if not analysis.comparisons.empty:
         detail = analysis.comparisons[["factor", "stratum", "level", "reference", "design", "n", "n_ref", "effect",
-                                       "ci_low", "ci_high", "unit_sd", "df", "p", "p_adjusted", "verdict",
+                                       "ci_low", "ci_high", "confidence", "unit_sd", "df", "p", "p_adjusted",
+                                       "verdict", "decided_by",
                                        "seeds_needed", "runs", "failed", "runs_ref", "failed_ref", "p_failures",
                                        "note"]]
         doc.table(detail, f"Comparisons in detail (metric units; p adjusted with {analysis.correction} per factor)")
@@ -299,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--correction", default="bonferroni", choices=list(stats.CORRECTIONS),
                         help="multiple-comparison correction of intervals and p-values (default bonferroni)")
     parser.add_argument("--chance-margin", type=float, default=stats.DEFAULT_CHANCE_MARGIN,
-                        help="a run within this much of chance accuracy failed (default 0.05)")
+                        help="a run that ended below chance + this share of the room above chance (1 - chance) "
+                             "failed (default 0.05)")
     args = parser.parse_args(argv)
     try:
         results = load_results(args.results)

@@ -10,9 +10,10 @@ configuration has M seeds. A round adds `step` seeds to each open configuration 
 experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha evenly over
-the L planned looks (L = 1 + ceil((M - N) / step)): every look tests each factor's family at
-alpha / L. By the union bound the chance of any wrong `better`, `worse` or `equivalent`
-verdict at any look stays at or under alpha, whenever the study stops. The report reads L from
+the L planned looks (L = 1 + ceil((M - N) / step)): every look tests the study's family (every
+test the study could make, analysis.compare) at alpha / L. By the union bound the chance of any
+wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look stays at or
+under alpha, whenever the study stops. The report reads L from
 the results (`hpstudy.run` metadata) and applies the same level, so its verdicts are the
 ones the last round saw.
 """

@@ -16,12 +16,16 @@ def make_study(name: str, fixed: dict, axes: dict, seeds: int, bundles: dict | N
     return _study(name, f"synthetic {name}", fixed=fixed, axes=axes, seeds=seeds, smoke_axes={}, bundles=bundles)
 
 
-def write_synthetic(folder: Path, study: Study, mean, sd: float = 0.003, seed_sd: float = 0.0, rng_seed: int = 0,
-                    status=None, chance: float = 0.1) -> Path:
+def write_synthetic(folder: Path, study: Study, mean, sd=0.003, seed_sd: float = 0.0, rng_seed=0,
+                    status=None, chance: float = 0.1, values=None) -> Path:
     """One run per grid point x seed. `mean(point)` is the planted accuracy of a configuration
     (point: the axis levels), each seed adds a shared offset (seed_sd: what pairing removes) and
-    its own noise (sd). `status(point, seed)` may return 'diverged', 'error' or 'unfinished'."""
-    rng = np.random.default_rng(rng_seed)
+    its own noise (sd, or sd(point): a configuration's own spread). `status(point, seed)` may
+    return 'diverged', 'error' or 'unfinished'. `rng_seed` may be a numpy Generator, to go on
+    drawing from it. `values(point, seed)`, where given, is each run's accuracy instead (a study
+    whose first seeds stay what they were when it is written again with more)."""
+    rng = rng_seed if isinstance(rng_seed, np.random.Generator) else np.random.default_rng(rng_seed)
+    spread = sd if callable(sd) else (lambda point: sd)
     seed_offsets = rng.normal(0.0, seed_sd, study.seeds)
     epochs, trials = [], []
     keys = list(study.axes)
@@ -31,7 +35,7 @@ def write_synthetic(folder: Path, study: Study, mean, sd: float = 0.003, seed_sd
             trial_id = f"t{len(trials):05d}"
             base = identity(study, trial_id, {**study.fixed, **point, "seed": seed})
             state = status(point, seed) if status else "completed"
-            value = float(mean(point) + seed_offsets[seed] + rng.normal(0.0, sd))
+            value = float(values(point, seed) if values else mean(point) + seed_offsets[seed] + rng.normal(0.0, spread(point)))
             if state == "diverged":
                 value = chance
             epoch = {"epoch": 1, "train_loss": 1.0, "train_acc": value, "val_loss": 1.0, "val_acc": value,

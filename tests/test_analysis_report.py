@@ -58,7 +58,8 @@ def test_report_on_a_real_smoke_study(activation_results, tmp_path):
     text = (out / "report.md").read_text()
     # the findings come first, before any figure or detail table
     assert text.index("## Findings") < text.index("## Figures") < text.index("## What the findings rest on")
-    for heading in ("# Study mnist1d_grid", "| factor ", "| verdict ", "Interactions (type-II ANOVA",
+    for heading in ("# Study mnist1d_grid", "| factor ", "| verdict ", "How the findings are made",
+                    "Error control over the whole study", "Interactions (Wald tests", "Seed-to-seed spread",
                     "Share of the variance", "Comparisons in detail"):
         assert heading in text, heading
     for figure in ("forest", "box_test_acc", "box_train_us_per_sample", "curves_activation", "heatmap"):

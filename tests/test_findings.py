@@ -75,7 +75,7 @@ def test_interaction_gives_simple_effects_with_opposite_verdicts(tmp_path):
 
     analysis = analyse(load_results(write_synthetic(tmp_path / "s", study, mean, sd=0.004, seed_sd=0.01)))
     table = analysis.findings()
-    assert row(analysis.interactions, factor="batchnorm", other="activation")["simple_effects"]
+    assert row(analysis.interactions, factor="activation", other="batchnorm")["simple_effects"]  # one test per pair
     assert row(table, factor="batchnorm", stratum="activation=relu")["verdict"] == "better"
     assert row(table, factor="batchnorm", stratum="activation=sigmoid")["verdict"] == "worse"
     assert "batchnorm=True" in set(table.loc[table["factor"] == "activation", "stratum"])
@@ -92,7 +92,8 @@ def test_a_null_factor_with_many_seeds_reads_equivalent(tmp_path):
 
 def test_a_small_effect_with_three_seeds_is_inconclusive_and_says_how_many_seeds(tmp_path):
     study = make_study("small", {"trainable": "mnist1d_cnn", "epochs": 1}, {"activation": ["relu", "gelu"]}, seeds=3)
-    mean = {"relu": 0.9, "gelu": 0.905}
+    # 0.8 points against a smallest effect of 1: neither a difference nor inside the band at 3 seeds
+    mean = {"relu": 0.9, "gelu": 0.908}
     table = findings(write_synthetic(tmp_path / "s", study, lambda p: mean[p["activation"]], sd=0.006, rng_seed=3))
     gelu = row(table, level="gelu")
     assert gelu["verdict"] == "inconclusive" and gelu["n"] == 3 and gelu["seeds_needed"] > 3
@@ -134,10 +135,38 @@ def test_failures_counted_honestly(tmp_path):
     assert gelu["trained_mean"] == pytest.approx(row(failures, factor="activation", level="relu")["trained_mean"],
                                                  abs=0.005)
     assert gelu["p_improvement"] <= 14 / 20  # its 6 failed runs rank below every trained run
-    # the effect is on the runs that trained; the finding says how often the level fails
+    # the effect is on the runs that trained; 6 of 20 against 0 of 18 is no significant difference
+    # at the study's level (Fisher at alpha / 2m), and the finding says so
     compared = row(analysis.comparisons, factor="activation", level="gelu")
-    assert compared["n"] == 14 and compared["verdict"] == "equivalent"
-    assert "but it fails more often: 6 of 20 runs vs 0 of 18" in compared["finding"]
+    assert compared["n"] == 14 and compared["verdict"] == "equivalent" and compared["p_failures"] > analysis.level / 2
+    assert "the rates do not differ significantly): 6 of 20 runs vs 0 of 18" in compared["finding"]
+
+
+def test_a_level_that_fails_more_often_is_worse_and_says_failures_decided(tmp_path):
+    """GELU fails in 9 of 10 seeds; the one run that trains is as good as ReLU's."""
+    study = make_study("fails_often", {"trainable": "mnist1d_cnn", "epochs": 1}, {"activation": ["relu", "gelu"]},
+                       seeds=10)
+    folder = write_synthetic(tmp_path / "s", study, lambda p: 0.9,
+                             status=lambda point, seed: "diverged" if point["activation"] == "gelu" and seed < 9
+                             else "completed")
+    analysis = analyse(load_results(folder))
+    gelu = row(analysis.comparisons, level="gelu")
+    assert gelu["verdict"] == "worse" and gelu["decided_by"] == "failures"
+    assert gelu["p_failures"] < analysis.level / 2 and pd.isna(gelu["seeds_needed"])
+    assert gelu["finding"].startswith("gelu vs relu: worse: it fails more often (9 of 10 runs vs 0 of 10 failed")
+
+
+def test_a_level_whose_every_run_fails_is_worse(tmp_path):
+    """Sigmoid sits at chance in every seed: its accuracy is the result, not a reason to skip it."""
+    study = make_study("all_fail", {"trainable": "mnist1d_cnn", "epochs": 1},
+                       {"activation": ["relu", "gelu", "sigmoid"]}, seeds=3)
+    mean = {"relu": 0.9, "gelu": 0.9, "sigmoid": 0.11}
+    analysis = analyse(load_results(write_synthetic(tmp_path / "s", study, lambda p: mean[p["activation"]], sd=0.004,
+                                                    chance=0.1)))
+    sigmoid = row(analysis.comparisons, level="sigmoid")
+    assert analysis.runs.loc[analysis.runs["activation"] == "sigmoid", "did_not_train"].all()
+    assert sigmoid["verdict"] == "worse" and sigmoid["n"] == 3 and sigmoid["effect"] == pytest.approx(-0.79, abs=0.02)
+    assert "every run of it failed (3 of 3 runs vs 0 of 3)" in sigmoid["finding"]
 
 
 def test_chance_is_the_majority_rate_the_export_wrote(tmp_path):
