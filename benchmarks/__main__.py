@@ -2,8 +2,8 @@
 
 import sys
 
-from benchmarks import (activation_cost, loop_overhead, seed_batching, seeds_on_demand, shared_data, study_overhead,
-                        versus_dataloader)
+from benchmarks import (activation_cost, findings_speed, loop_overhead, seed_batching, seeds_on_demand, shared_data,
+                        study_overhead, versus_dataloader)
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "shared_data": shared_data.run,  # needs psutil: pip install -e ".[bench]"
     "seed_batching": seed_batching.run,
     "seeds_on_demand": seeds_on_demand.run,
+    "findings_speed": findings_speed.run,
 }
 
 
