@@ -51,6 +51,7 @@ from analysis import stats
 from analysis.design import Design, study_design
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
+from analysis.words import signed
 from trainables.errors import UserError
 
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
@@ -390,13 +391,6 @@ def _verdict(low: float, high: float, tost_low: float, tost_high: float, smalles
 
 def _amount(value: float, metric: str) -> str:
     return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
-
-
-def signed(value: float, metric: str) -> str:
-    """A difference as a reader sees it: accuracy in signed points, other metrics in their units."""
-    if not math.isfinite(value):
-        return ""
-    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
 def seeds_phrase(seeds: int) -> str:

@@ -10,19 +10,7 @@ import seaborn as sns
 
 from analysis.stats import learning_curves as curve_table
 from analysis.stats import levels
-
-LABELS = {
-    "final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
-    "test_acc": "test accuracy", "train_time_s": "training time per trial (s)",
-    "train_us_per_sample": "training time per sample (µs)", "infer_us_per_sample": "inference time per sample (µs)",
-    "train_loss": "training loss", "val_loss": "validation loss", "train_acc": "training accuracy",
-    "val_acc": "validation accuracy", "lr": "learning rate", "weight_decay": "weight decay",
-}
-
-
-def label(column: str) -> str:
-    return LABELS.get(column, column.replace("_", " "))
-
+from analysis.words import label
 
 def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, facet: str | None = None,
             title: str | None = None, order: list | None = None, hue_order: list | None = None):

@@ -22,9 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import compare, plots, stats  # noqa: E402
-from analysis.compare import Analysis, analyse, signed  # noqa: E402
+from analysis.compare import Analysis, analyse  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
+from analysis.words import answer, signed  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
@@ -114,8 +115,8 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
                             for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "verdict": table["verdict"],
         "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
-        "seeds needed": [str(v) if verdict == "inconclusive" and not pd.isna(v) else ""
-                         for v, verdict in zip(table["seeds_needed"], table["verdict"])],
+        "seeds needed": ["" if pd.isna(v) else f"over {stats.MAX_SEEDS_NEEDED:,}" if v >= stats.MAX_SEEDS_NEEDED
+                         else str(v) for v in table["seeds_needed"]],  # blank where decided
         "failed runs": [f"{a} of {n} vs {b} of {m}" if a or b else "" for a, n, b, m in
                         zip(table["failed"], table["runs"], table["failed_ref"], table["runs_ref"])],
     })
@@ -165,40 +166,6 @@ def _smallest(analysis: Analysis) -> str:
     if analysis.metric.endswith("acc"):
         return f"{100 * analysis.smallest_effect:g} points"
     return f"{analysis.smallest_effect:g}"
-
-
-def answer(analysis: Analysis) -> list[str]:
-    """One line per factor and stratum: what the study says about it."""
-    lines = []
-    table = analysis.comparisons
-    metric = analysis.metric
-    for factor in analysis.design.factors:
-        rows = table[table["factor"] == factor.name]
-        if rows.empty:
-            continue
-        inter = analysis.interactions
-        inter = inter[((inter["factor"] == factor.name) | (inter["other"] == factor.name)) & inter["simple_effects"]]
-        where = ""
-        if len(inter):
-            others = sorted(set(inter["factor"]) | set(inter["other"]) - {factor.name})
-            where = (f" It interacts with {', '.join(others)} (p = {', '.join(f'{p:.2g}' for p in inter['p'])}), "
-                     f"so it is compared within each level of {', '.join(others)}.")
-        parts = []
-        for verdict in ("better", "worse", "equivalent", "inconclusive", "not testable"):
-            chosen = rows[rows["verdict"] == verdict]
-            if chosen.empty:
-                continue
-            items = []
-            for _, r in chosen.iterrows():
-                place = "" if r["stratum"] == "all" else f" with {r['stratum']}"
-                amount = f" {signed(r['effect'], metric)}" if verdict in ("better", "worse") else ""
-                items.append(f"{r['level']}{place}{amount}")
-            name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
-            parts.append(f"{name}: {'; '.join(items)}")
-        unit = "points of " if metric.endswith("acc") else ""
-        lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{plots.label(metric)}): " + " | ".join(parts)
-                     + "." + where)
-    return lines
 
 
 def _figures(doc: Document, results: Results, analysis: Analysis):

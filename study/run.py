@@ -4,7 +4,8 @@ The steps, each in its own module: the command line (study.options), the study a
 this run trains it (study.effective), the checks before anything is written
 (study.checks), the run file for --resume (study.run_file), the Tuner
 (study.tuner) and the live Parquet export (study.live_export). This module runs
-them in order and ends with a one-line summary. Bad input of any kind is one line
+them in order and ends with a one-line summary, then the study's answer (one line per factor)
+and the command that writes the whole report. Bad input of any kind is one line
 on stderr and exit code 2, before anything is written.
 """
 
@@ -45,6 +46,24 @@ def seeds_summary(options: RunOptions) -> str | None:
     return (f"{options.name}: seeds on demand: {status['seed_runs']} seed runs in {len(status['rounds'])} rounds "
             f"against {status['configurations']} configs x {status['max_seeds']} = {fixed} for the fixed design "
             f"({status['seed_runs'] / fixed:.0%}); {count(status['decided'], 'comparison')} decided, {state}")
+
+
+def answer_lines(options: RunOptions) -> list[str]:
+    """The last lines of a finished study: its answer, one line per factor in the report's
+    words, or the one reason it has none (one seed, an Optuna search), then the command that
+    writes the whole report. The findings alone (no detail tables): a fraction of a second."""
+    from analysis.compare import analyse
+    from analysis.load import load_results
+    from analysis.words import answer
+
+    command = f"{options.name}: the whole report: python -m analysis.report {options.folder} --out report/"
+    try:
+        analysis = analyse(load_results(options.folder), detail=False)
+    except UserError as error:  # results the analysis cannot read (every trial errored, say)
+        return [f"{options.name}: no verdicts: {error}", command]
+    if analysis.untestable_because:
+        return [f"{options.name}: no verdicts: {analysis.untestable_because}", command]
+    return [f"{options.name}: {line}" for line in answer(analysis)] + [command]
 
 
 def start_ray(options: RunOptions, plugins: list) -> bool:
@@ -133,6 +152,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
             print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
                   flush=True)
             return EXIT_INTERRUPTED
+        print("\n".join(answer_lines(options)), flush=True)
     finally:
         if owns_ray:
             ray.shutdown()

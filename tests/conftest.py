@@ -35,6 +35,15 @@ def call_main(main, *args) -> int:
         return exit_.code
 
 
+def study_summary(output: str, name: str) -> tuple[str, list[str]]:
+    """A study's summary line (`NAME: N trials: ...` or `NAME: N seed runs ...`) and the lines
+    after it: the study's answer and the report command, or the seeds-on-demand summary first."""
+    lines = output.strip().splitlines()
+    index = max(i for i, line in enumerate(lines)
+                if line.startswith(f"{name}: ") and (" trials: " in line or " seed runs (" in line))
+    return lines[index], lines[index + 1:]
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 

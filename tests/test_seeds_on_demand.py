@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from ray.tune.search import Searcher
 
+from conftest import study_summary
 from study.definition import make_study as _study
 from study.seeds_on_demand import SeedsOnDemand, planned_looks
 from test_study_runner import StudyProcess, wait_for
@@ -91,8 +92,9 @@ def test_ctrl_c_mid_way_and_resume_continues_the_rounds(tmp_path, data_root):
 
     code, out = StudyProcess(*args, "--resume", log=tmp_path / "resumed.log").finish()
     assert code == 0, out[-3000:]
-    last = out.strip().splitlines()[-1]
-    assert last.startswith("mnist1d_grid: seeds on demand: ") and "against 4 configs x 6 = 24" in last, last
+    _, after = study_summary(out, "mnist1d_grid")
+    assert after[0].startswith("mnist1d_grid: seeds on demand: ") and "against 4 configs x 6 = 24" in after[0], after
+    assert after[-1].startswith("mnist1d_grid: the whole report: python -m analysis.report ")
     trials = pd.read_parquet(folder / "trials.parquet")
     assert not trials.duplicated(["activation", "batchnorm", "seed"]).any()  # no seed trained twice
     for _, seeds in trials.groupby(["activation", "batchnorm"])["seed"]:

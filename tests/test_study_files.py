@@ -13,7 +13,7 @@ import pytest
 import ray
 
 from analysis.compare import VERDICTS
-from conftest import REPO, call_main
+from conftest import REPO, call_main, study_summary
 from study.__main__ import main as study_file_main
 from study.effective import effective_study
 from study.options import parse_args
@@ -95,6 +95,11 @@ def test_a_users_plugin_and_study_file_run_and_get_findings(user_folder):
     proc = run_cli("study", "my_study.toml", "--storage", "results", "--data-root", "data", cwd=user_folder)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "blob_study: 6 trials: 6 completed" in proc.stdout
+    # the study ends with its answer, in the report's words, and the command for the whole report
+    _, after = study_summary(proc.stdout, "blob_study")
+    assert len(after) == 2 and after[0].startswith("blob_study: activation (vs relu, points of test accuracy): "), after
+    assert any(f" {word}: tanh" in after[0] for word in ("better", "worse", "equivalent", "undecided")), after
+    assert after[1].startswith("blob_study: the whole report: python -m analysis.report ") and "blob_study" in after[1]
     trials = pd.read_parquet(user_folder / "results" / "blob_study" / "trials.parquet")
     assert sorted(trials["activation"]) == ["relu"] * 3 + ["tanh"] * 3 and set(trials["seed"]) == {0, 1, 2}
     assert (trials["width"] == 32).all() and (trials["epochs_completed"] == 4).all()
@@ -252,7 +257,7 @@ def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_ba
     lines = output.getvalue().splitlines()
     assert any("blob_search: 100%" in line and "3/3" in line for line in lines)  # the progress bar
     assert not any("Number of trials" in line for line in lines)  # instead of Tune's boxes
-    assert lines[-1].startswith("blob_search: 3 trials: 3 completed")
+    assert study_summary(output.getvalue(), "blob_search")[0].startswith("blob_search: 3 trials: 3 completed")
 
 
 def test_an_optuna_storage_that_cannot_be_opened_is_one_line(tmp_path, capsys):

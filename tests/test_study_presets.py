@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from conftest import study_summary
 from study import export
 from study.presets import STUDIES
 from study.run import main
@@ -59,8 +60,11 @@ def smoke_run(local_ray, data_root, tmp_path_factory):
 def test_every_preset_runs_in_smoke_mode(preset, smoke_run):
     code, folder, output = smoke_run(preset)
     assert code == 0
-    summary = output.strip().splitlines()[-1]
+    summary, after = study_summary(output, preset)
     assert summary.startswith(f"{preset}: {smoke_trials(preset)} trials") and str(folder) in summary
+    # its answer: a smoke study has one seed per configuration, so no verdicts, and says why
+    assert after == [f"{preset}: no verdicts: each configuration has one seed: no seed-to-seed spread to test against",
+                     f"{preset}: the whole report: python -m analysis.report {folder} --out report/"], after
     epochs, trials = read(folder)
     assert set(EPOCH_COLUMNS) <= set(epochs.columns)
     assert set(TRIAL_COLUMNS) <= set(trials.columns)
@@ -110,7 +114,10 @@ def test_optuna_search_with_asha(tmp_path, data_root, local_ray, capsys):
     assert len(trials) == 3 and trials["lr"].nunique() == 3
     assert trials["lr"].between(1e-5, 1.0).all() and trials["dropout"].between(0, 0.5).all()
     assert set(trials["status"]) <= {"completed", "diverged"}
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("optuna_mnist1d_cnn: 3 trials")
+    summary, after = study_summary(capsys.readouterr().out, "optuna_mnist1d_cnn")
+    assert summary.startswith("optuna_mnist1d_cnn: 3 trials")
+    assert after[0].startswith("optuna_mnist1d_cnn: no verdicts: an Optuna search samples configurations adaptively")
+    assert after[1].startswith("optuna_mnist1d_cnn: the whole report: python -m analysis.report ")
 
 
 # --- seed-batched trials (--batch-seeds K) ------------------------------------------------
@@ -122,7 +129,8 @@ def test_batched_seeds_give_the_same_rows_as_single_seed_trials(smoke_run, local
         code = main("mnist1d_grid", ["--smoke", "--batch-seeds", "2", "--storage", str(tmp_path),
                                      "--data-root", str(data_root)])
     assert code == 0
-    assert output.getvalue().strip().splitlines()[-1].startswith("mnist1d_grid: 8 seed runs (2 per trial): 8 completed")
+    assert study_summary(output.getvalue(), "mnist1d_grid")[0].startswith(
+        "mnist1d_grid: 8 seed runs (2 per trial): 8 completed")
     epochs, trials = read(tmp_path / "mnist1d_grid")
     single_epochs, single_trials = read(single_folder)
     # same schema, column for column and type for type; one row per seed x epoch
@@ -166,4 +174,5 @@ def test_optuna_optimises_the_mean_over_batched_seeds(local_ray, data_root, tmp_
         assert seeds["lr"].nunique() == 1 and len(seeds) == 5  # one sampled config, five seeds
         reported = json.loads((folder / tune_trial / "result.json").read_text().splitlines()[-1])
         assert reported["val_acc"] == pytest.approx(seeds["final_val_acc"].mean())  # what Optuna was told
-    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("optuna_mnist1d_cnn: 10 seed runs (5 per trial)")
+    assert study_summary(capsys.readouterr().out, "optuna_mnist1d_cnn")[0].startswith(
+        "optuna_mnist1d_cnn: 10 seed runs (5 per trial)")

@@ -1,0 +1,65 @@
+"""How the findings read: column labels, signed amounts, and the answer in one line per factor
+(the report's summary, and the last lines a finished study prints). No plotting here, so a
+study's driver can print the answer without importing matplotlib."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # compare imports this module
+    from analysis.compare import Analysis
+
+
+LABELS = {
+    "final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
+    "test_acc": "test accuracy", "train_time_s": "training time per trial (s)",
+    "train_us_per_sample": "training time per sample (µs)", "infer_us_per_sample": "inference time per sample (µs)",
+    "train_loss": "training loss", "val_loss": "validation loss", "train_acc": "training accuracy",
+    "val_acc": "validation accuracy", "lr": "learning rate", "weight_decay": "weight decay",
+}
+
+
+def label(column: str) -> str:
+    return LABELS.get(column, column.replace("_", " "))
+
+
+def signed(value: float, metric: str) -> str:
+    """A difference as a reader sees it: accuracy in signed points, other metrics in their units."""
+    if not math.isfinite(value):
+        return ""
+    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
+
+
+def answer(analysis: "Analysis") -> list[str]:
+    """One line per factor and stratum: what the study says about it."""
+    lines = []
+    table = analysis.comparisons
+    metric = analysis.metric
+    for factor in analysis.design.factors:
+        rows = table[table["factor"] == factor.name]
+        if rows.empty:
+            continue
+        inter = analysis.interactions
+        inter = inter[((inter["factor"] == factor.name) | (inter["other"] == factor.name)) & inter["simple_effects"]]
+        where = ""
+        if len(inter):
+            others = sorted((set(inter["factor"]) | set(inter["other"])) - {factor.name})
+            where = (f" It interacts with {', '.join(others)} (p = {', '.join(f'{p:.2g}' for p in inter['p'])}), "
+                     f"so it is compared within each level of {', '.join(others)}.")
+        parts = []
+        for verdict in ("better", "worse", "equivalent", "inconclusive", "not testable"):
+            chosen = rows[rows["verdict"] == verdict]
+            if chosen.empty:
+                continue
+            items = []
+            for _, r in chosen.iterrows():
+                place = "" if r["stratum"] == "all" else f" with {r['stratum']}"
+                amount = f" {signed(r['effect'], metric)}" if verdict in ("better", "worse", "inconclusive") else ""
+                items.append(f"{r['level']}{place}{amount}")
+            name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
+            parts.append(f"{name}: {'; '.join(items)}")
+        unit = "points of " if metric.endswith("acc") else ""
+        lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{label(metric)}): " + " | ".join(parts)
+                     + "." + where)
+    return lines
