@@ -78,10 +78,12 @@ class BlockModel:
     intervals too wide and the noisy ones' too narrow. With `spread="grouped"` the
     configurations are split into groups whose spreads Bartlett's test cannot tell apart
     (`spread_groups`); each group's variance is estimated without bias from the residuals
-    (`group_variances`), the fit is weighted by them, and a contrast's standard error sums the
-    groups' parts with Satterthwaite's degrees of freedom. One group is the ordinary pooled
-    model (statsmodels-equal OLS: with two configurations the paired t-test); two
-    configurations without shared seeds in two groups are Welch's t-test.
+    (`group_variances`) and moderated toward each configuration's own as far as the group's
+    spreads differ more than sampling explains (`moderation_weights`), the fit is weighted by
+    them, and a contrast's standard error sums its variance components with Satterthwaite's
+    degrees of freedom. One group of alike spreads is the ordinary pooled least-squares model
+    (with two configurations, the paired t-test); two configurations without shared seeds in
+    two groups are Welch's t-test.
     `spread="pooled"` forces one group. Without shared seeds (`block=None`) the seed term is
     dropped."""
 

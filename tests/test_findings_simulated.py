@@ -39,11 +39,11 @@ def gelu_found(table: pd.DataFrame) -> bool:
 
 
 def test_unequal_spread_keeps_family_wise_coverage_and_finds_a_quiet_effect(tmp_path):
-    """Six configurations at 0.5 points of seed spread, tanh and sigmoid at 5, 5 seeds, 150 studies:
+    """Six configurations at 0.5 points of seed spread, tanh and sigmoid at 5, 5 seeds, 120 studies:
     every interval of a study covers its true effect in >= 93% of studies, and gelu's +1 point
     reads better in >= 50% (the pooled model: coverage below 90%, and 0%)."""
     rng = np.random.default_rng(17)
-    coverage, power, pooled_coverage, pooled_power, studies = 0, 0, 0, 0, 150
+    coverage, power, pooled_coverage, pooled_power, studies = 0, 0, 0, 0, 120
     for i in range(studies):
         results = planted(tmp_path, f"u{i}", rng, {"tanh": NOISY, "sigmoid": NOISY})
         table, pooled = (analyse(results, detail=False, spread=s).findings() for s in ("grouped", "pooled"))
@@ -59,9 +59,9 @@ def test_unequal_spread_keeps_family_wise_coverage_and_finds_a_quiet_effect(tmp_
 
 def test_equal_spread_keeps_the_pooled_models_power(tmp_path):
     """Every configuration at 0.5 points: the model finds the +1 point effect in >= 90% of the
-    studies where the pooled model does (the same 150 studies analysed both ways)."""
+    studies where the pooled model does (the same 120 studies analysed both ways)."""
     rng = np.random.default_rng(18)
-    grouped, pooled, studies = 0, 0, 150
+    grouped, pooled, studies = 0, 0, 120
     for i in range(studies):
         results = planted(tmp_path, f"e{i}", rng, {})
         grouped += gelu_found(analyse(results, detail=False).findings())
@@ -72,11 +72,11 @@ def test_equal_spread_keeps_the_pooled_models_power(tmp_path):
 
 def test_a_null_two_factor_study_keeps_the_study_wide_error_rate(tmp_path):
     """A 4 x 2 design with no effect anywhere (two noisy activations), 5 seeds: at most alpha of
-    studies have any false better / worse. 300 studies: a one-sided binomial test would see a
-    10% rate (its 95% bound for 5% is 21 studies)."""
+    studies have any false better / worse. 250 studies: a one-sided binomial test sees a 10%
+    rate in 92% of such runs (its 95% bound for 5% is 18 studies)."""
     rng = np.random.default_rng(19)
     axes = {"activation": ["relu", "gelu", "tanh", "sigmoid"], "batchnorm": [False, True]}
-    wrong, studies = 0, 300
+    wrong, studies = 0, 250
     for i in range(studies):
         results = planted(tmp_path, f"n{i}", rng, {"tanh": NOISY, "sigmoid": 0.02}, axes=axes, mean=lambda p: 0.9)
         verdicts = findings(results)["verdict"]
@@ -118,7 +118,7 @@ def test_seeds_needed_decides_what_it_promises(tmp_path):
     study = make_study("promise", {"trainable": "mnist1d_cnn", "epochs": 1}, {"activation": ["relu", "gelu"]},
                        seeds=3)
     promised, decided = 0, 0
-    for i in range(120):
+    for i in range(100):
         shared, own = rng.normal(0, 0.01, 500), rng.normal(0, 0.01, (2, 500))
         values = lambda p, seed: 0.9 + 0.01 * (p["activation"] == "gelu") + shared[seed] + own[int(p["activation"] == "gelu"), seed]
         first = findings(load_results(write_synthetic(tmp_path / f"p{i}", study, None, values=values))).iloc[0]
@@ -132,4 +132,4 @@ def test_seeds_needed_decides_what_it_promises(tmp_path):
         decided += again["verdict"] != "inconclusive"
         assert pd.isna(again["seeds_needed"]) or again["verdict"] == "inconclusive"  # blank once decided
     print(f"seeds needed: {decided} of {promised} open comparisons decided at the seeds promised")
-    assert promised >= 60 and decided / promised >= 0.75
+    assert promised >= 50 and decided / promised >= 0.75
