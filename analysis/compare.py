@@ -51,7 +51,7 @@ from analysis import stats
 from analysis.design import Design, study_design
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
-from analysis.words import signed
+from analysis.words import amount, signed
 from trainables.errors import UserError
 
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
@@ -389,10 +389,6 @@ def _verdict(low: float, high: float, tost_low: float, tost_high: float, smalles
     return "inconclusive"
 
 
-def _amount(value: float, metric: str) -> str:
-    return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
-
-
 def seeds_phrase(seeds: int) -> str:
     return "more than a million" if seeds >= stats.MAX_SEEDS_NEEDED else f"about {seeds}"
 
@@ -410,11 +406,11 @@ def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
             text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
         return text
     if verdict in ("better", "worse"):
-        text = f"{pair}: {verdict} by {_amount(abs(row['effect']), metric)} {interval}"
+        text = f"{pair}: {verdict} by {amount(abs(row['effect']), metric)} {interval}"
         if abs(row["effect"]) < smallest_effect:
-            text += f", less than the smallest effect that matters ({_amount(smallest_effect, metric)})"
+            text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
     elif verdict == "equivalent":
-        text = f"{pair}: equivalent, within ±{_amount(smallest_effect, metric)} {interval}"
+        text = f"{pair}: equivalent, within ±{amount(smallest_effect, metric)} {interval}"
     elif verdict == "inconclusive":
         text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}; "
                 f"{seeds_phrase(int(row['seeds_needed']))} seeds per configuration would decide it")

@@ -25,7 +25,7 @@ from analysis import compare, plots, stats  # noqa: E402
 from analysis.compare import Analysis, analyse  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
-from analysis.words import answer, signed  # noqa: E402
+from analysis.words import amount, answer, signed  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
@@ -152,7 +152,7 @@ def method(analysis: Analysis) -> list[str]:
         f"So the chance of any false better, worse or equivalent verdict, or a false interaction, anywhere in the "
         f"study is at most alpha = {analysis.alpha:g}.{looks}",
         f"Equivalent: the two one-sided tests (TOST) at the same level put the effect inside +/- "
-        f"{_smallest(analysis)} (the 1 - 2 x {analysis.level:.2g} interval lies inside the band).",
+        f"{amount(analysis.smallest_effect, analysis.metric)} (the 1 - 2 x {analysis.level:.2g} interval lies inside the band).",
         "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
         "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
         "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
@@ -160,12 +160,6 @@ def method(analysis: Analysis) -> list[str]:
         "Seeds needed (undecided rows): the seeds per configuration at which this same rule decides the comparison "
         "with probability 0.8, planned with the observed effect and an upper 70% confidence bound of its spread.",
     ]
-
-
-def _smallest(analysis: Analysis) -> str:
-    if analysis.metric.endswith("acc"):
-        return f"{100 * analysis.smallest_effect:g} points"
-    return f"{analysis.smallest_effect:g}"
 
 
 def _figures(doc: Document, results: Results, analysis: Analysis):

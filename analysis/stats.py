@@ -133,7 +133,7 @@ class BlockModel:
         self.variances, self.group_dfs = variances, np.maximum(group_dfs, 1e-9)
         self.projector, self.y = projector, y  # coefficients = projector @ y
         # each configuration's variance: its group's, moderated toward its own spread as far as
-        # the group's configurations vary more than sampling explains (moderate_spreads)
+        # the group's configurations vary more than sampling explains (moderation_weights)
         k = len(variances)
         own, own_dfs = config_spreads(residual_maker, y, config)
         to_group = np.ones(len(self.labels))  # the weight of the group's variance in each configuration's
@@ -150,7 +150,7 @@ class BlockModel:
         self.loadings = np.zeros((len(y), k + len(self.labels)))
         self.loadings[np.arange(len(y)), groups_of_runs] = to_group[config]
         self.loadings[np.arange(len(y)), k + config] = 1 - to_group[config]
-        self.run_variances = self.loadings @ self.component_variances
+        self.run_variances = self.config_variances[config]  # = loadings @ component_variances
         self.fitted = True
 
     def _weights(self, cells: list[tuple[tuple, float]]) -> np.ndarray:
@@ -461,14 +461,6 @@ def _safe_columns(frame: pd.DataFrame, columns: list[str]) -> tuple[pd.DataFrame
     for c in names.values():
         data[c] = data[c].astype(str)
     return data, names
-
-
-def interaction_test(frame: pd.DataFrame, a: str, b: str, value: str, others: list[str] = (),
-                     block: str | None = None, spread: str = "grouped") -> tuple[float, float]:
-    """F and p of the a x b interaction in the block model of the configurations that a, b and
-    `others` make (BlockModel.interaction). (nan, nan) where nothing is estimable."""
-    model = BlockModel(frame, [a, b, *others], value, block, spread=spread)
-    return model.interaction(0, 1)
 
 
 def variance_shares(frame: pd.DataFrame, factors: list[str], value: str, interactions: list[tuple[str, str]] = (),

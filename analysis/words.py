@@ -24,6 +24,11 @@ def label(column: str) -> str:
     return LABELS.get(column, column.replace("_", " "))
 
 
+def amount(value: float, metric: str) -> str:
+    """A size as a reader sees it: accuracy in points ("1.0 points"), other metrics in their units."""
+    return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
+
+
 def signed(value: float, metric: str) -> str:
     """A difference as a reader sees it: accuracy in signed points, other metrics in their units."""
     if not math.isfinite(value):

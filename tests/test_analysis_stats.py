@@ -190,7 +190,8 @@ def test_interaction_test_agrees_with_pingouin():
     rows = [{"activation": a, "batchnorm": b, "test_acc": rng.normal(0.8 + 0.05 * (a == "gelu") * b, 0.02)}
             for a in ("relu", "gelu", "elu") for b in (False, True) for _ in range(5)]
     data = pd.DataFrame(rows)
-    f_stat, p = stats.interaction_test(data, "activation", "batchnorm", "test_acc", spread="pooled")
+    model = stats.BlockModel(data, ["activation", "batchnorm"], "test_acc", None, spread="pooled")
+    f_stat, p = model.interaction(0, 1)
     theirs = pg.anova(data=data.assign(batchnorm=data["batchnorm"].astype(str)), dv="test_acc",
                       between=["activation", "batchnorm"], ss_type=2).set_index("Source")
     p_col = "p_unc" if "p_unc" in theirs else "p-unc"

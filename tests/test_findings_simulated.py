@@ -6,7 +6,6 @@ measures are recorded in the README's analysis section."""
 
 import numpy as np
 import pandas as pd
-import pytest
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_paired
 
