@@ -33,7 +33,9 @@ How a comparison is made (the design comes from analysis.design):
   when there is nothing to estimate a spread from.
 - `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
   decides the comparison with probability 0.8, planned with the observed effect and an upper
-  70% bound of its spread (stats.seeds_to_decide).
+  70% bound of its spread (stats.seeds_to_decide), at the level of the study extended with
+  them (`--seeds N --resume`, study.extend): an extension is one more look, so the family is
+  then tested at alpha / (looks + 1).
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
   their rows are `not testable`; the report shows parameter importances instead.
 """
@@ -51,7 +53,7 @@ from analysis import stats
 from analysis.design import Design, study_design
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
-from analysis.words import amount, signed
+from analysis.words import amount, resume_command, signed
 from trainables.errors import UserError
 
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
@@ -87,6 +89,8 @@ class Analysis:
     level: float = float("nan")  # each test's level: alpha / (looks x family), Bonferroni
     spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
     spread: str = "grouped"
+    # the command that adds seeds to the study, with {seeds} for the count (words.resume_command)
+    more_seeds_command: str | None = None
 
     def findings(self) -> pd.DataFrame:
         return self.comparisons[FINDINGS_COLUMNS].reset_index(drop=True)
@@ -168,8 +172,10 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
             trained = s.data[~s.data["did_not_train"]]
             table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
             shares.append(table.assign(stratum=_label(s.key, {})))
+    # seeds_needed plans for the study extended with them (study.extend): one more look
+    next_level = stats.per_comparison_level(alpha / (looks + 1), family, correction)
     table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, level, family,
-                    correction)
+                    correction, next_level)
     importances = pd.DataFrame()
     if untestable and len(runs) and detail:
         importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
@@ -179,7 +185,8 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
-                    family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread)
+                    family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
+                    None if untestable else resume_command(results.run, results.folder))
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:
@@ -329,10 +336,11 @@ def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, ba
 
 
 def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, level: float, family: int,
-            correction: str) -> pd.DataFrame:
+            correction: str, next_level: float) -> pd.DataFrame:
     """Intervals, adjusted p, verdict and seeds needed, each test at the study's per-test
     `level` (one family of `family` tests); a comparison with failed runs splits its level
-    between the accuracy and Fisher's test of the failure rates."""
+    between the accuracy and Fisher's test of the failure rates. Seeds needed are planned at
+    `next_level`, the level of the study extended with them."""
     higher_is_better = METRICS[metric]
     for column in ("ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit_sd", "df", "seeds_needed",
                    "p_failures"):
@@ -369,8 +377,10 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, level: flo
         table.at[i, "verdict"] = verdict
         table.at[i, "decided_by"] = "" if verdict == "inconclusive" else metric
         if verdict == "inconclusive":
+            planned = next_level / 2 if failures else next_level
             table.at[i, "seeds_needed"] = stats.seeds_to_decide(difference.effect, difference.unit_sd,
-                                                                difference.seeds, difference.df, part, smallest_effect)
+                                                                difference.seeds, difference.df, planned,
+                                                                smallest_effect)
     table["finding"] = [_sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
     return table.drop(columns="difference")

@@ -25,7 +25,7 @@ from analysis import compare, plots, stats  # noqa: E402
 from analysis.compare import Analysis, analyse  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
-from analysis.words import amount, answer, signed  # noqa: E402
+from analysis.words import amount, answer, more_seeds, signed  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
@@ -228,6 +228,12 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
                   "with probability 0.8)")
         if not analysis.untestable_because:
             doc.bullets(answer(analysis))
+            more = more_seeds(analysis)
+            if more:
+                doc.text("More seeds for the open comparisons: each line gives the seeds per configuration that "
+                         "decide it with probability 0.8 and the command that adds them to this study (only the "
+                         "missing runs train; the study is then tested as one more look):")
+                doc.bullets(more)
         doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
                    "Effects with family-wise intervals; shaded: +/- the smallest effect that matters")
     elif not design.factors:

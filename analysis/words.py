@@ -5,7 +5,10 @@ study's driver can print the answer without importing matplotlib."""
 from __future__ import annotations
 
 import math
+import shlex
 from typing import TYPE_CHECKING
+
+import pandas as pd
 
 if TYPE_CHECKING:  # compare imports this module
     from analysis.compare import Analysis
@@ -68,3 +71,61 @@ def answer(analysis: "Analysis") -> list[str]:
         lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{label(metric)}): " + " | ".join(parts)
                      + "." + where)
     return lines
+
+
+def resume_command(run: dict, folder) -> str | None:
+    """The command that adds seeds to the study in `folder` (study.extend), with `{seeds}` where
+    the count goes; None where the results do not say how the study was started."""
+    if not run or "preset" not in run:
+        return None
+    location = str(folder).rstrip("/")
+    storage, _, name = location.rpartition("/")
+    if run["preset"]:
+        start = f"python -m study.{run['preset']}" + (f" {run['trainable']}" if run.get("trainable") else "")
+    elif run.get("study_file"):
+        start = f"python -m study {shlex.quote(run['study_file'])}"
+    else:
+        return None
+    default_name = run["preset"] is not None and name == run["preset"]
+    return (f"{start} --storage {shlex.quote(storage or '.')}" + ("" if default_name else f" --name {shlex.quote(name)}")
+            + " --seeds {seeds} --resume")
+
+
+def more_seeds(analysis: "Analysis") -> list[str]:
+    """One line per open comparison: the seeds that would decide it, and the command that adds them."""
+    from analysis.stats import MAX_SEEDS_NEEDED
+
+    table = analysis.comparisons
+    lines = []
+    for _, row in table[table["verdict"] == "inconclusive"].iterrows():
+        where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
+        pair = f"{row['factor']} {row['level']} vs {row['reference']}{where}"
+        seeds = row["seeds_needed"]
+        if pd.isna(seeds):
+            continue
+        if seeds >= MAX_SEEDS_NEEDED:
+            lines.append(f"{pair}: over {MAX_SEEDS_NEEDED:,} seeds per configuration; more seeds will not decide it "
+                         "at this spread")
+        elif analysis.more_seeds_command:
+            lines.append(f"{pair}: {seeds} seeds per configuration: "
+                         + analysis.more_seeds_command.format(seeds=int(seeds)))
+        else:
+            lines.append(f"{pair}: {seeds} seeds per configuration")
+    return lines
+
+
+def nearest_more_seeds(analysis: "Analysis") -> str | None:
+    """The end of a study's answer where comparisons are open: the command that adds the seeds
+    the nearest of them needs (the report lists each)."""
+    from analysis.stats import MAX_SEEDS_NEEDED
+
+    table = analysis.comparisons
+    open_rows = table[table["verdict"] == "inconclusive"]
+    needs = open_rows["seeds_needed"].dropna()
+    needs = needs[needs < MAX_SEEDS_NEEDED]
+    if needs.empty or not analysis.more_seeds_command:
+        return None
+    seeds = int(needs.min())
+    others = "" if len(open_rows) == 1 else f" ({len(open_rows)} are open; the report lists each)"
+    return (f"more seeds: {seeds} seeds per configuration would decide the nearest open comparison{others}: "
+            + analysis.more_seeds_command.format(seeds=seeds))

@@ -9,6 +9,7 @@ from ray import tune
 
 from study import export
 from study.contract import TrialRecord, new_record
+from study.extend import from_study
 from study.options import RunOptions
 from study.presets import Study
 from study.run_file import run_info
@@ -31,7 +32,7 @@ class ParquetExporter(tune.Callback):
     def setup(self, **info):
         self.last_flush = float("-inf")
         try:  # a restored study: start from what it already holds
-            self.trials = export.from_experiment(self.study, self.options.folder)
+            self.trials = from_study(self.study, self.options)
         except ValueError:  # a new one: Tune has saved no experiment state yet
             self.trials = {}
 

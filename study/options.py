@@ -25,12 +25,14 @@ from study.study_file import read_study_file
 # --log NAME -> (the package it needs, the extra that installs it)
 LOGGERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
 DEFAULT_STORAGE = "results"
+DEFAULT_DATA_ROOT = "data"
 DEFAULT_OPTUNA_SAMPLES = 20
 # What --resume takes from the run file rather than the command line, and the value a run
-# file written before that option existed implies.
+# file written before that option existed implies (study.run_file.resumed_options: a flag
+# given again must agree with the study; --seeds may grow, which extends it).
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
                    "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
-                   "sets": {}, "axis_overrides": {}, "plugins": [], "optuna_storage": None}
+                   "sets": {}, "axis_overrides": {}, "plugins": [], "optuna_storage": None, "extensions": []}
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class RunOptions:
     verbose: bool = False  # Tune's own trial table instead of the compact progress bar
     shared_storage: bool = False  # a local --storage folder that every node of a cluster mounts
     cluster_config: str | None = None  # the autoscaling config (default: ray up's ~/ray_bootstrap_config.yaml)
+    extensions: tuple = ()  # the study's extensions with more seeds so far (study.extend.new_extension records)
 
     @property
     def prog(self) -> str:
@@ -167,7 +170,9 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
         parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
                             help=f"one of: {', '.join(TRAINABLES)}")
     parser.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the preset's)")
-    parser.add_argument("--seeds", type=_positive_int, help="seeds per configuration, 0..K-1 (default: the preset's)")
+    parser.add_argument("--seeds", type=_positive_int,
+                        help="seeds per configuration, 0..K-1 (default: the preset's); with --resume, more seeds "
+                             "than the study has trains only the missing ones")
     parser.add_argument("--smoke", action="store_true", help=f"a handful of trials, {SMOKE_EPOCHS} epochs, small data")
     parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder or URI (s3://, gs://); default ./results")
     parser.add_argument("--name", help="study folder name under --storage (default: the preset name)")
@@ -177,8 +182,10 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--cluster-config", metavar="YAML",
                         help="the cluster's autoscaling config, for the node types it can launch (default: "
                              "~/ray_bootstrap_config.yaml, which ray up leaves on the head node)")
-    parser.add_argument("--resume", action="store_true", help="continue an interrupted study in --storage/--name")
-    parser.add_argument("--data-root", default="data", help="dataset folder (default ./data)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted study in --storage/--name, or add seeds to it (--seeds N)")
+    parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT,
+                        help="dataset folder (default ./data; --resume: the study's)")
     parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
     parser.add_argument("--cpus-per-trial", type=_resource(allow_zero=False), default=1.0)
     parser.add_argument("--gpus-per-trial", type=_resource(allow_zero=True), default=None,

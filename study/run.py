@@ -23,8 +23,9 @@ from study.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
 from study.checks import check_address, check_data, check_loggers, check_storage, open_optuna_storage
 from study.cluster import check_fits, check_shared_storage, cluster_shapes, default_gpus
 from study.effective import effective_study, validate_study
-from study.options import RESUMED_OPTIONS, RunOptions, parse_args
-from study.run_file import load_run_file, run_info, write_run_file
+from study.options import RunOptions, parse_args
+from study.extend import check_same_grid, extension_runs, from_study, plan_extension, restart_extension
+from study.run_file import load_run_file, resumed_options, run_info, write_run_file
 from study.study_file import to_toml
 
 # Ray's own driver-side INFO and WARNING lines (connecting, token authentication, Tune's state
@@ -50,11 +51,11 @@ def seeds_summary(options: RunOptions) -> str | None:
 
 def answer_lines(options: RunOptions) -> list[str]:
     """The last lines of a finished study: its answer, one line per factor in the report's
-    words, or the one reason it has none (one seed, an Optuna search), then the command that
-    writes the whole report. The findings alone (no detail tables): a fraction of a second."""
+    words, or the one reason it has none (one seed, an Optuna search), the command that adds
+    the seeds the nearest open comparison needs, then the command that writes the whole report. The findings alone (no detail tables): a fraction of a second."""
     from analysis.compare import analyse
     from analysis.load import load_results
-    from analysis.words import answer
+    from analysis.words import answer, nearest_more_seeds
 
     command = f"{options.name}: the whole report: python -m analysis.report {options.folder} --out report/"
     try:
@@ -63,7 +64,8 @@ def answer_lines(options: RunOptions) -> list[str]:
         return [f"{options.name}: no verdicts: {error}", command]
     if analysis.untestable_because:
         return [f"{options.name}: no verdicts: {analysis.untestable_because}", command]
-    return [f"{options.name}: {line}" for line in answer(analysis)] + [command]
+    more = nearest_more_seeds(analysis)
+    return [f"{options.name}: {line}" for line in [*answer(analysis), *([more] if more else [])]] + [command]
 
 
 def start_ray(options: RunOptions, plugins: list) -> bool:
@@ -87,6 +89,13 @@ def start_ray(options: RunOptions, plugins: list) -> bool:
     return True
 
 
+def seed_list(seeds: list[int]) -> str:
+    """[3, 4, 5] -> '3-5'; [3, 7] -> '3, 7'."""
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return str(seeds[0]) if len(seeds) == 1 else f"{seeds[0]}-{seeds[-1]}"
+    return ", ".join(map(str, seeds))
+
+
 def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
     counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
     unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
@@ -100,12 +109,19 @@ def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
 def run(options: RunOptions, reuse_actors: bool = True) -> int:
     """Run (or resume) the study; `reuse_actors=False` exists only to measure what reuse saves."""
     started = time.perf_counter()
+    wanted_seeds = extension = None
     if options.resume:
         check_storage(options)
-        saved = load_run_file(options)
-        options = replace(options, **{k: saved.get(k, default) for k, default in RESUMED_OPTIONS.items()})
+        options, wanted_seeds = resumed_options(options, load_run_file(options))
     study = effective_study(options)
     validate_study(study, options.study_file)
+    if options.resume:
+        check_same_grid(study, options)
+        # more seeds (--seeds N above the study's): a new part that trains only the missing runs
+        planned = plan_extension(study, options, wanted_seeds) or restart_extension(study, options)
+        if planned:
+            options, study, trials_to_add = planned
+            extension = (options.extensions[-1], trials_to_add)
     check_address(options.address)
     check_loggers(options.log)
     if options.optuna_storage:
@@ -131,21 +147,28 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         check_fits(shapes, options.cpus_per_trial, gpus)
         check_shared_storage(shapes, options.storage, options.shared_storage)
         options = replace(options, gpus_per_trial=gpus)  # the run file and metadata say what trials got
-        if not options.resume:
+        if not options.resume or extension:
             write_run_file(options)
+        if extension:
+            record = extension[0]
+            print(f"{options.name}: {record['experiment']}: {len(extension[1])} trials for seeds "
+                  f"{seed_list(record['seeds_trained'])}, so that every configuration has {record['seeds']} seeds; "
+                  "the runs trained before stay as they are", flush=True)
         exporter = ParquetExporter(study, options)
         tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors,
-                            loggers)
+                            loggers, extension)
         with tune_environment(options.verbose):
             tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
         # while the saved state keeps the unfinished ones pending for --resume.
-        trials = export.from_experiment(study, options.folder)
+        trials = from_study(study, options)
         epochs, trial_rows = export.collect(study, trials)
-        export.write_results(options.folder, study, epochs, trial_rows, run_info(options))
+        info = run_info(options)
+        info["extensions"] = extension_runs(study, options)  # and the runs each added
+        export.write_results(options.folder, study, epochs, trial_rows, info)
         unfinished = sum(not t["finished"] for t in trials.values())
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
-        summary = seeds_summary(options) if options.max_seeds and not unfinished else None
+        summary = seeds_summary(options) if options.max_seeds and not options.extensions and not unfinished else None
         if summary:
             print(summary, flush=True)
         if unfinished:

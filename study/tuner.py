@@ -111,15 +111,25 @@ def optuna_samples(options: RunOptions) -> int:
 
 
 def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
-                plugin_sources: list | None = None, reuse_actors: bool = True, loggers: list = ()):
+                plugin_sources: list | None = None, reuse_actors: bool = True, loggers: list = (),
+                extension: tuple[dict, list[dict]] | None = None):
+    """The Tuner of this run: a new study, --resume of its last part (the first Tune experiment or
+    its latest extension), or `extension` (record, trial configs): a new Tune experiment inside
+    the study folder that trains those trials (study.extend)."""
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
                              checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources),
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
+    if extension:
+        total = len(extension[1])
+    elif options.resume and options.extensions:  # the last part is the latest extension
+        total = options.extensions[-1]["trials"]
+    else:
+        total = trial_count(study, options)
     run_config = tune.RunConfig(
-        name=options.name,
-        storage_path=options.storage,
+        name=extension[0]["experiment"] if extension else options.name,
+        storage_path=options.folder if extension else options.storage,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         # Every checkpoint stays while its trial runs (see prune_checkpoints for why),
         # so --resume always finds the one Tune's saved state names.
@@ -127,12 +137,24 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
         callbacks=[exporter, JsonLoggerCallback(), *loggers,
-                   *([] if options.verbose else [ProgressBar(options.name, trial_count(study, options), study.metric,
-                                                             study.mode)])],
+                   *([] if options.verbose else [ProgressBar(options.name, total, study.metric, study.mode)])],
         verbose=1 if options.verbose else 0,
     )
+    if extension:
+        from ray.tune.search import BasicVariantGenerator
+
+        # the grid's missing points, each one trial, exactly as the grid would have made them
+        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
+                                      search_alg=BasicVariantGenerator(points_to_evaluate=list(extension[1])),
+                                      num_samples=len(extension[1]), max_concurrent_trials=options.max_concurrent,
+                                      trial_dirname_creator=trial_dirname)
+        # the preset points are assigned over param_space's keys, which every point shares
+        return tune.Tuner(trainable, param_space=dict(extension[1][0]), tune_config=tune_config,
+                          run_config=run_config)
     if options.resume:
-        return tune.Tuner.restore(options.folder, trainable, resume_unfinished=True, resume_errored=False)
+        from study.extend import part_folders
+
+        return tune.Tuner.restore(part_folders(options)[-1], trainable, resume_unfinished=True, resume_errored=False)
     if study.search == "optuna":
         from ray.tune.schedulers import ASHAScheduler
         from ray.tune.search import ConcurrencyLimiter

@@ -1,0 +1,195 @@
+"""More seeds for a finished study: `--seeds N --resume` trains only the missing (configuration, seed) runs.
+
+A study folder holds its first Tune experiment (the folder itself) and one Tune experiment
+per extension, `extension-<k>/` inside it. An extension's trials are exactly the grid points
+whose seeds no part of the study has trained yet, so the trials already trained, their
+checkpoints and their rows stay as they were. Every configuration ends with at least N seeds
+(a seeds-on-demand study may have given some more already).
+
+What --resume may change is the seed count, and only upwards; the grid (axes, levels, fixed
+values) is the study's, so a changed grid is refused with the one thing that differs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import replace
+
+import pyarrow.parquet as pq
+
+from trainables.errors import UserError
+
+from study import export
+from study.contract import META_STUDY, TRIALS_FILE, TrialRecord
+from study.options import RunOptions
+from study.presets import Study
+from study.spaces import grid_points
+from study.storage import filesystem_of, join
+
+EXTENSION_PREFIX = "extension-"
+# what makes one study's grid another's; the seed count is what an extension changes
+GRID_KEYS = ("axes", "fixed", "bundles", "search", "space", "metric", "mode")
+
+
+def part_folders(options: RunOptions) -> list[str]:
+    """The study's Tune experiments in the order they ran: the first, then each extension."""
+    return [options.folder, *(join(options.folder, e["experiment"]) for e in options.extensions)]
+
+
+def from_study(study: Study, options: RunOptions) -> dict[str, TrialRecord]:
+    """Every Tune trial of every part of the study (trial ids are unique across Tune experiments)."""
+    trials: dict[str, TrialRecord] = {}
+    for folder in part_folders(options):
+        try:
+            trials.update(export.from_experiment(study, folder))
+        except ValueError:  # an extension interrupted before Tune saved its state: nothing trained yet
+            if folder == options.folder:
+                raise
+    return trials
+
+
+def saved_spec(folder: str) -> dict | None:
+    """The study spec the results were written with (Parquet metadata), or None before any were."""
+    filesystem, path = filesystem_of(join(folder, TRIALS_FILE))
+    if filesystem.get_file_info(path).type.name != "File":
+        return None
+    meta = pq.read_schema(path, filesystem=filesystem).metadata or {}
+    return json.loads(meta[META_STUDY]) if META_STUDY in meta else None
+
+
+def _plain(value):
+    return json.loads(json.dumps(value, default=str))
+
+
+def _show(value) -> str:
+    return "absent" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def grid_difference(saved: dict, study: Study) -> str | None:
+    """What makes `study`'s grid not the saved one's, in a few words, or None."""
+    now = _plain(study.spec())
+    for key in GRID_KEYS:
+        before, after = saved.get(key), now.get(key)
+        if before == after:
+            continue
+        if isinstance(before, dict) and isinstance(after, dict):
+            what = {"axes": "axis", "fixed": "fixed value", "bundles": "levels of", "space": "searched"}.get(key, key)
+            return "; ".join(f"{what} {name}: {_show(before.get(name))} in the study, {_show(after.get(name))} now"
+                             for name in sorted(set(before) | set(after)) if before.get(name) != after.get(name))
+        return f"{key}: {before} in the study, {after} now"
+    return None
+
+
+def check_same_grid(study: Study, options: RunOptions) -> None:
+    """Refuse a --resume whose grid is not the study's (another axis, other levels, other fixed values)."""
+    saved = saved_spec(options.folder)
+    difference = None if saved is None else grid_difference(saved, study)
+    if difference:
+        raise UserError(f"{options.folder} was trained with another grid ({difference}); --resume continues the "
+                        f"study's own grid (more seeds with --seeds N); a changed grid is a new study: give it "
+                        f"--name NEW_NAME")
+
+
+def _key(config: dict, study: Study) -> tuple:
+    return tuple(json.dumps(config.get(axis), default=str) for axis in study.axes)
+
+
+def trained_seeds(study: Study, trials: dict[str, TrialRecord]) -> dict[tuple, set[int]]:
+    """Grid point -> the seeds some part of the study trained (finished or errored: failures count)."""
+    seeds: dict[tuple, set[int]] = {}
+    for trial_id, trial in trials.items():
+        for _, config, history in export.runs_of(trial_id, trial):
+            if history or trial.get("error"):
+                seeds.setdefault(_key(config, study), set()).add(int(config["seed"]))
+    return seeds
+
+
+def missing_trials(study: Study, trained: dict[tuple, set[int]]) -> list[dict]:
+    """The trial configs of the grid (at the study's new seed count) that no part trained."""
+    batch = int(study.fixed.get("replicates", 1))
+    missing = []
+    for config in grid_points(study.fixed, study.axes, study.seeds):
+        have = trained.get(_key(config, study), set())
+        wanted = set(range(config["seed"], config["seed"] + batch))
+        if not wanted & have:
+            missing.append(config)
+        elif not wanted <= have:  # a batch half trained: seeds were batched otherwise (refused as a grid change)
+            raise UserError(f"seeds {sorted(wanted - have)} of one configuration were trained in another batch; "
+                            "extend with the study's own --batch-seeds")
+    return missing
+
+
+def unfinished(trials: dict[str, TrialRecord]) -> int:
+    return sum(not t["finished"] for t in trials.values())
+
+
+def new_extension(options: RunOptions, seeds_before: int, seeds: int, trials: list[dict]) -> dict:
+    """The record of one extension, kept in the run file and the Parquet metadata (hpstudy.run)."""
+    return {"experiment": f"{EXTENSION_PREFIX}{len(options.extensions) + 1}", "seeds_before": seeds_before,
+            "seeds": seeds, "trials": len(trials),
+            "seeds_trained": sorted({int(c["seed"]) + r for c in trials
+                                     for r in range(int(c.get("replicates", 1)))}),
+            "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def extension_runs(study: Study, options: RunOptions) -> list[dict]:
+    """Each extension's record with the run ids it added (what the metadata says of each run)."""
+    records = []
+    for extension in options.extensions:
+        try:
+            trials = export.from_experiment(study, join(options.folder, extension["experiment"]))
+        except ValueError:
+            trials = {}
+        runs = sorted(run_id for trial_id, trial in trials.items() for run_id, _, _ in export.runs_of(trial_id, trial))
+        records.append({**extension, "run_ids": runs})
+    return records
+
+
+def plan_extension(study: Study, options: RunOptions, wanted: int | None):
+    """For `--seeds wanted --resume`: (the options with the extension recorded, the study at the
+    new seed count, the trials to train), or None where the study keeps its seed count.
+    Everything refused here is refused before anything is written."""
+    from study.effective import effective_study
+
+    if wanted is None:
+        return None
+    grown = effective_study(replace(options, seeds=wanted))
+    if grown.seeds == study.seeds:
+        return None
+    if grown.seeds < study.seeds:
+        raise UserError(f"--seeds {wanted} is below the {study.seeds} seeds per configuration study {options.name} "
+                        f"has; a study keeps every run it trained: drop --seeds to resume it, or give more than "
+                        f"{study.seeds} to add seeds")
+    if study.search != "grid":
+        raise UserError("an Optuna search has no seeds to add; run the configurations it found as a grid study")
+    trials = from_study(study, options)
+    if unfinished(trials):
+        raise UserError(f"{options.folder} has {unfinished(trials)} trials that did not finish; finish them first "
+                        f"with the same command and --resume without --seeds, then add seeds")
+    missing = missing_trials(grown, trained_seeds(grown, trials))
+    if not missing:
+        gave = f" (seeds on demand gave some up to {options.max_seeds})" if options.max_seeds else ""
+        raise UserError(f"every configuration of {options.name} already has {grown.seeds} seeds or more{gave}; "
+                        "nothing to train: give a larger --seeds")
+    record = new_extension(options, study.seeds, grown.seeds, missing)
+    return replace(options, seeds=wanted, extensions=(*options.extensions, record)), grown, missing
+
+
+def has_saved_state(folder: str) -> bool:
+    """Whether Tune saved a trial state in `folder` (Tuner.can_restore also says yes to a
+    Tuner that was built but stopped before its first trial state)."""
+    import pyarrow.fs as pafs
+
+    filesystem, path = filesystem_of(folder)
+    return any(info.base_name.startswith("experiment_state-")
+               for info in filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
+
+
+def restart_extension(study: Study, options: RunOptions):
+    """--resume of an extension Tune never saved (its driver stopped as it began): start it again,
+    as (options, study, the trials still missing); None where the last part can be restored."""
+    if not options.extensions or has_saved_state(part_folders(options)[-1]):
+        return None
+    missing = missing_trials(study, trained_seeds(study, from_study(study, options)))
+    return (options, study, missing) if missing else None
