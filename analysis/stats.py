@@ -420,6 +420,31 @@ def decision_power(effect: float, unit_sd: float, seeds: np.ndarray, df: np.ndar
     return (different + equivalent - both).mean(axis=1)
 
 
+def conditional_power(effect: float, unit_sd: float, seeds: int, final_seeds: int, final_df: float, level: float,
+                      smallest_effect: float) -> float:
+    """The chance that a comparison is decided at `final_seeds` seeds per configuration, given
+    its estimate at `seeds` (the current trend: the seeds still to come are taken to have the
+    true difference `effect`, their spread `unit_sd` known). The final estimate is then normal
+    about `effect` with sd unit_sd x sqrt(final - seeds) / final; it is decided where the
+    two-sided test at `level` rejects or the two one-sided tests put it inside +/- the
+    smallest effect, at the final standard error and `final_df` degrees of freedom. Seeds on
+    demand stops adding seeds where this is small (futility: non-binding, alpha unchanged)."""
+    if final_seeds <= seeds or not unit_sd > 0:
+        return 0.0
+    spread = unit_sd * math.sqrt(final_seeds - seeds) / final_seeds
+    se = unit_sd / math.sqrt(final_seeds)
+    two_sided = se * float(stats.t.ppf(1 - level / 2, final_df))
+    band = max(smallest_effect - se * float(stats.t.ppf(1 - level, final_df)), 0.0)
+
+    def beyond(x: float) -> float:  # P(|final estimate| > x)
+        return float(stats.norm.sf((x - effect) / spread) + stats.norm.cdf((-x - effect) / spread))
+
+    different = beyond(two_sided)
+    equivalent = 1 - beyond(band) if band > 0 else 0.0
+    both = max(beyond(two_sided) - beyond(band), 0.0) if band > two_sided else 0.0
+    return min(1.0, different + equivalent - both)
+
+
 MAX_SEEDS_NEEDED = 1_000_000
 
 

@@ -4,8 +4,9 @@
 configuration of the grid first gets N seeds. When a round has finished, the searcher computes
 the study's findings (analysis.compare, the same verdicts, smallest effect and strata as the
 report) and schedules the next seeds only for the configurations that take part in a
-comparison still `inconclusive`, until every comparison is decided or every open
-configuration has M seeds. A round adds `step` seeds to each open configuration (K with
+comparison still `inconclusive` and not futile (its conditional power at M seeds is under
+FUTILITY: even M would hardly decide it), until every comparison is decided or futile or every
+open configuration has M seeds. A round adds `step` seeds to each open configuration (K with
 `--batch-seeds K`, as one batched trial; else N). The searcher's state is saved with the
 experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
 
@@ -13,7 +14,8 @@ Repeated looks at the data inflate false decisions. The procedure spends alpha e
 the L planned looks (L = 1 + ceil((M - N) / step)): every look tests the study's family (every
 test the study could make, analysis.compare) at alpha / L. By the union bound the chance of any
 wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look stays at or
-under alpha, whenever the study stops. The report reads L from
+under alpha, whenever the study stops; stopping for futility adds no verdict, so it keeps
+the bound (non-binding). The report reads L from
 the results (`hpstudy.run` metadata) and applies the same level, so its verdicts are the
 ones the last round saw.
 """
@@ -32,6 +34,12 @@ from tqdm.auto import tqdm
 
 from analysis.compare import analyse
 from analysis.load import Results
+from analysis.stats import conditional_power
+
+# An open comparison whose chance of a decision at --max-seeds (conditional power, current
+# trend) is under this gets no more seeds. Non-binding: stopping never adds a verdict, so the
+# error bound is unchanged; it only saves the seeds a near-tie would spend without deciding.
+FUTILITY = 0.1
 
 
 def planned_looks(first: int, most: int, step: int) -> int:
@@ -48,15 +56,31 @@ def _cell(value):
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 
-def open_comparisons(runs: pd.DataFrame, spec: dict, looks: int, smallest_effect: float, alpha: float):
-    """(decided, open, configurations in an open comparison) from the runs so far."""
+def futile(row, most: int, smallest_effect: float) -> bool:
+    """An open comparison that even `most` seeds per configuration would hardly decide: its
+    conditional power (current trend, analysis.stats.conditional_power) at `most` seeds, at
+    this look's level, is under FUTILITY. One whose seeds are all spent is open, not futile."""
+    if row["seeds"] >= most:
+        return False
+    final_df = max(row["df"] / max(row["seeds"] - 1, 1) * (most - 1), 1.0)  # df grow with the seeds
+    power = conditional_power(row["effect"], row["unit_sd"], int(row["seeds"]), most, final_df,
+                              1 - row["confidence"], smallest_effect)
+    return power < FUTILITY
+
+
+def open_comparisons(runs: pd.DataFrame, spec: dict, looks: int, smallest_effect: float, alpha: float,
+                     most: int):
+    """(decided, open, futile among the open, configurations in an open comparison that is not
+    futile) from the runs so far."""
     results = Results(Path("."), pd.DataFrame(), runs, spec, {})
     comparisons = analyse(results, smallest_effect=smallest_effect, alpha=alpha, looks=looks,
                           detail=False).comparisons
     still_open = comparisons[comparisons["verdict"] == "inconclusive"]
-    configurations = {c for group in still_open["configurations"] for c in group}
+    stopped = [futile(row, most, smallest_effect) for _, row in still_open.iterrows()]
+    promising = still_open[pd.Series([not s for s in stopped], index=still_open.index, dtype=bool)]
+    configurations = {c for group in promising["configurations"] for c in group}
     decided = int(comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum())
-    return decided, len(still_open), configurations
+    return decided, len(still_open), sum(stopped), configurations
 
 
 def status_of(state: dict) -> dict:
@@ -64,7 +88,7 @@ def status_of(state: dict) -> dict:
     return {"looks": state["looks"], "seeds": state["first"], "max_seeds": state["most"], "step": state["step"],
             "smallest_effect": state["smallest_effect"], "configurations": len(state["points"]),
             "seed_runs": sum(state["seeds"]), "rounds": state["rounds"], "decided": state["decided"],
-            "open": state["still_open"], "finished": state["done"]}
+            "open": state["still_open"], "futile": state.get("futile", 0), "finished": state["done"]}
 
 
 def saved_status(folder: str) -> dict | None:
@@ -105,13 +129,13 @@ class SeedsOnDemand(Searcher):
         self.running: dict[str, dict] = {}  # trial id -> configuration, first seed, last row per seed
         self.runs: list[dict] = []  # one row per finished seed run
         self.rounds: list[dict] = []
-        self.decided, self.still_open = 0, None  # at the last look
+        self.decided, self.still_open, self.futile = 0, None, 0  # at the last look
         self.done = False
-        self._schedule(range(len(points)), first, decided=0, still_open=None)
+        self._schedule(range(len(points)), first, decided=0, still_open=None, futile=0)
 
     # --- rounds ---------------------------------------------------------------------------
 
-    def _schedule(self, indices, seeds: int, decided: int, still_open: int | None) -> None:
+    def _schedule(self, indices, seeds: int, decided: int, still_open: int | None, futile: int) -> None:
         scheduled = 0
         for i in indices:
             target = min(self.seeds[i] + seeds, self.most)
@@ -119,13 +143,14 @@ class SeedsOnDemand(Searcher):
                 self.queue.append((i, seed))
                 scheduled += min(self.batch, target - seed)
             self.seeds[i] = target
-        record = {"round": len(self.rounds) + 1, "decided": decided, "open": still_open, "scheduled": scheduled,
-                  "configurations": len(set(i for i, _ in self.queue))}
+        record = {"round": len(self.rounds) + 1, "decided": decided, "open": still_open, "futile": futile,
+                  "scheduled": scheduled, "configurations": len(set(i for i, _ in self.queue))}
         if scheduled:
             self.rounds.append(record)
             # tqdm.write: a line above the study's progress bar, not through it
             tqdm.write(f"{self.name}: round {record['round']}: "
-                       + ("" if still_open is None else f"{count(decided, 'comparison')} decided, {still_open} open; ")
+                       + ("" if still_open is None else f"{count(decided, 'comparison')} decided, {still_open} open"
+                          + (f" ({futile} stopped for futility)" if futile else "") + "; ")
                        + f"{count(scheduled, 'seed run')} scheduled on {count(record['configurations'], 'configuration')}",
                        file=sys.stdout)
             sys.stdout.flush()
@@ -138,13 +163,13 @@ class SeedsOnDemand(Searcher):
         if not (runs["status"].isin(["completed", "diverged"])).any():  # every run errored: nothing to learn from
             self.done = True
             return
-        decided, still_open, configurations = open_comparisons(runs, self.spec, self.looks, self.smallest_effect,
-                                                               self.alpha)
+        decided, still_open, futile, configurations = open_comparisons(runs, self.spec, self.looks,
+                                                                       self.smallest_effect, self.alpha, self.most)
         columns = self._columns()
         wanted = [i for i, point in enumerate(self.points)
                   if self._key(point, columns) in configurations and self.seeds[i] < self.most]
-        self.decided, self.still_open = decided, still_open
-        self._schedule(wanted, self.step, decided, still_open)
+        self.decided, self.still_open, self.futile = decided, still_open, futile
+        self._schedule(wanted, self.step, decided, still_open, futile)
         self.done = not self.queue
 
     def _columns(self) -> list[str]:

@@ -246,3 +246,21 @@ def test_variance_shares_add_up_and_find_the_factor():
     shares = stats.variance_shares(pd.DataFrame(rows), ["activation"], "test_acc").set_index("source")
     assert shares["share"].sum() == pytest.approx(1.0)
     assert shares.loc["activation", "share"] > 0.9 and shares.loc["activation", "ci_low"] > 0.8
+
+
+@pytest.mark.parametrize("effect, unit_sd", [(0.0, 0.02), (0.004, 0.015), (0.012, 0.01), (0.001, 0.004)])
+def test_conditional_power_is_the_chance_of_a_decision_given_the_seeds_so_far(effect, unit_sd):
+    """Monte Carlo of the current trend: the seeds still to come differ by `effect` with spread
+    `unit_sd`; the final estimate pools them with the 4 seeds seen (mean `effect`), and is decided
+    by the two-sided test or the two one-sided tests at the final standard error."""
+    rng = np.random.default_rng(3)
+    seeds, final, level, smallest, df = 4, 16, 0.01, 0.01, 30.0
+    future = rng.normal(effect, unit_sd, (200_000, final - seeds)).sum(axis=1)
+    estimate = (seeds * effect + future) / final
+    se = unit_sd / np.sqrt(final)
+    different = np.abs(estimate) > sps.t.ppf(1 - level / 2, df) * se
+    equivalent = np.abs(estimate) < smallest - sps.t.ppf(1 - level, df) * se
+    simulated = np.mean(different | equivalent)
+    assert stats.conditional_power(effect, unit_sd, seeds, final, df, level, smallest) == \
+        pytest.approx(simulated, abs=0.005)
+    assert stats.conditional_power(effect, unit_sd, final, final, df, level, smallest) == 0.0  # nothing to add
