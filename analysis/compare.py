@@ -84,9 +84,13 @@ class Analysis:
     failures: pd.DataFrame
     importances: pd.DataFrame = field(default_factory=pd.DataFrame)
     untestable_because: str | None = None  # why the study gets no tests at all (Optuna, one seed)
-    looks: int = 1  # planned looks of a seeds-on-demand study: each is tested at alpha / looks
+    looks: int = 1  # planned looks of a seeds-on-demand study (study.seeds_on_demand)
+    family_alpha: float = float("nan")  # the share of alpha these results are tested at (their look's)
+    extensions: int = 0  # times the study was extended with more seeds (study.extend)
+    look: int = 1  # the look the results are at (a seeds-on-demand study's rounds)
+    spending: str = "equal"  # how a seeds-on-demand study spends alpha over its looks
     family: int = 0  # the tests the study could make (every stratum): the family alpha is spread over
-    level: float = float("nan")  # each test's level: alpha / (looks x family), Bonferroni
+    level: float = float("nan")  # each test's level: family_alpha / family, Bonferroni
     spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
     spread: str = "grouped"
     # the command that adds seeds to the study, with {seeds} for the count (words.resume_command)
@@ -132,8 +136,9 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     """The comparisons of `results` and what they rest on.
 
     `smallest_effect` and `looks` default to what the study ran with (a seeds-on-demand study
-    records both; see study.seeds_on_demand), else 0.01 and one look. With L looks, the study's
-    family is tested at alpha / L, the share of alpha each planned look spends.
+    records both; see study.seeds_on_demand), else 0.01 and one look. The study's family is
+    tested at the share of alpha its last look spends (`stats.look_alpha`, by the spending the
+    run metadata names; alpha itself for one look), split with each extension (study.extend).
     `detail=False` skips the variance shares, failure table and importances (the findings
     alone, as `findings()` and the seeds-on-demand searcher need them). `spread="pooled"`
     pools one residual variance over each dataset's configurations (the model before spread
@@ -142,6 +147,8 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
     looks = looks or results.run.get("looks") or 1
     _check(results, metric, smallest_effect, alpha, correction)
+    family_alpha, next_alpha, extensions = _look_alphas(alpha, results.run, looks)
+    look, spending = len(results.run.get("rounds") or []) or looks, results.run.get("spending", "equal")
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
     trials = results.trials
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
@@ -158,7 +165,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     strata = [_Stratum(stratum_key, data, design, metric, testable=untestable is None, spread=spread)
               for stratum_key, data in _strata(runs, design.strata)]
     family = sum(s.family for s in strata)
-    level = stats.per_comparison_level(alpha / looks, family, correction)
+    level = stats.per_comparison_level(family_alpha, family, correction)
     comparisons, interactions, shares, spreads = [], [], [], []
     for s in strata:
         for row in s.interactions:
@@ -173,7 +180,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
             table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
             shares.append(table.assign(stratum=_label(s.key, {})))
     # seeds_needed plans for the study extended with them (study.extend): one more look
-    next_level = stats.per_comparison_level(alpha / (looks + 1), family, correction)
+    next_level = stats.per_comparison_level(next_alpha, family, correction)
     table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, level, family,
                     correction, next_level)
     importances = pd.DataFrame()
@@ -185,8 +192,19 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
-                    family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
+                    family_alpha, extensions, look, spending, family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
                     None if untestable else resume_command(results.run, results.folder))
+
+
+def _look_alphas(alpha: float, run: dict, looks: int) -> tuple[float, float, int]:
+    """(the share of alpha the results are tested at, the share after one more extension, the
+    extensions so far). A seeds-on-demand study's results are at its last look (one per round;
+    its share by the study's spending, equal for results that predate spending functions); each
+    extension with more seeds is one more look, splitting that share with the look it extends."""
+    look = len(run.get("rounds") or []) or looks
+    share = stats.look_alpha(alpha, look, looks, run.get("spending", "equal"), run.get("fractions"))
+    extensions = len(run.get("extensions") or [])
+    return share / (1 + extensions), share / (2 + extensions), extensions
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:

@@ -131,8 +131,15 @@ def method(analysis: Analysis) -> list[str]:
     metric = analysis.metric
     scale = 100 if metric.endswith("acc") else 1
     unit = " points" if metric.endswith("acc") else ""
-    looks = (f" This seeds-on-demand study planned {analysis.looks} looks; each is tested at alpha / "
-             f"{analysis.looks}, so the bound holds however many were taken." if analysis.looks > 1 else "")
+    spending = {"obrien-fleming": "with an O'Brien-Fleming-like spending function (strict early looks)",
+                "equal": "equally"}.get(analysis.spending, analysis.spending)
+    looks = (f" This seeds-on-demand study planned {analysis.looks} looks and spends alpha over them {spending}; "
+             f"its results are at look {analysis.look}, tested at that look's share, so the bound holds however "
+             f"many were taken." if analysis.looks > 1 else "")
+    if analysis.extensions:
+        looks += (f" It was extended with more seeds {analysis.extensions} time(s) after its answer was seen; each "
+                  f"extension is one more look, splitting the share of the look it extends.")
+    share = "alpha" if analysis.family_alpha == analysis.alpha else f"{analysis.family_alpha:.2g}"
     model = ("Pooled model (one residual variance per dataset)." if analysis.spread == "pooled" else
              f"Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
              f"seed, with the seed-to-seed spread of each configuration as the data show it: "
@@ -147,7 +154,7 @@ def method(analysis: Analysis) -> list[str]:
     return [
         model,
         f"Error control over the whole study: {analysis.family} tests could be made (every interaction test, and "
-        f"every comparison the interaction tests could call for, in every dataset), and each is made at alpha / "
+        f"every comparison the interaction tests could call for, in every dataset), and each is made at {share} / "
         f"{analysis.family} = {analysis.level:.2g} ({analysis.correction}), intervals at 1 - {analysis.level:.2g}. "
         f"So the chance of any false better, worse or equivalent verdict, or a false interaction, anywhere in the "
         f"study is at most alpha = {analysis.alpha:g}.{looks}",

@@ -367,6 +367,31 @@ def per_comparison_level(alpha: float, m: int, correction: str = "bonferroni") -
     return alpha / max(m, 1)
 
 
+SPENDINGS = ("obrien-fleming", "equal")
+
+
+def look_alpha(alpha: float, look: int, looks: int, spending: str = "equal", fractions=None) -> float:
+    """The share of alpha that look `look` (1-based) of `looks` planned looks spends.
+
+    "equal": alpha / looks at every look. "obrien-fleming": the Lan-DeMets O'Brien-Fleming-like
+    spending function alpha(t) = 2 - 2 Phi(z_{1 - alpha/2} / sqrt(t)) at the looks' information
+    fractions t (`fractions`, the planned seeds at each look over the most), the look's share
+    alpha(t_k) - alpha(t_{k-1}): strict early, most of alpha at the last look. The shares add up
+    to alpha over the planned looks, so by the union bound any wrong verdict at any look stays
+    at or under alpha."""
+    if spending == "equal" or looks <= 1:
+        return alpha / max(looks, 1)
+    if spending != "obrien-fleming":
+        raise ValueError(f"unknown alpha spending {spending!r}; choose one of {SPENDINGS}")
+    look = min(max(look, 1), looks)
+    z = stats.norm.ppf(1 - alpha / 2)
+
+    def spent(k: int) -> float:
+        return 0.0 if k == 0 else float(2 - 2 * stats.norm.cdf(z / math.sqrt(fractions[k - 1])))
+
+    return spent(look) - spent(look - 1)
+
+
 def family_confidence(alpha: float, m: int, correction: str = "bonferroni") -> float:
     """The confidence of each of m intervals so that all hold together at 1 - alpha."""
     return 1 - per_comparison_level(alpha, m, correction)

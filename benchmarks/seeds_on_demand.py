@@ -40,6 +40,9 @@ def run(epochs: int = 10) -> list[str]:
         fixed = one_study(storage, data_root, epochs, "fixed", "--seeds", "12")
         adaptive = one_study(storage, data_root, epochs, "on_demand", "--seeds", "3", "--max-seeds", "12")
         spent = {name: len(pd.read_parquet(Path(storage) / name / "trials.parquet")) for name in ("fixed", "on_demand")}
+        # where the seeds went: each configuration's seed count, and the comparisons left open
+        on_demand_trials = pd.read_parquet(Path(storage) / "on_demand" / "trials.parquet")
+        seeds_by_configuration = on_demand_trials.groupby(["activation", "batchnorm"])["seed"].nunique()
     key = ["factor", "level", "reference", "stratum"]
     both = fixed.merge(adaptive, on=key, how="outer", suffixes=("_fixed", "_on_demand"))
     decided = both[both["verdict_fixed"].isin(DECIDED)]
@@ -56,6 +59,13 @@ def run(epochs: int = 10) -> list[str]:
     for _, row in contradicted.iterrows():
         lines.append(f"contradicted: {row['level']} vs {row['reference']} ({row['stratum']}): "
                      f"{row['verdict_fixed']} fixed, {row['verdict_on_demand']} on demand")
+    counts = seeds_by_configuration.value_counts().sort_index()
+    lines.append("on demand, seeds per configuration: " + ", ".join(f"{n} configurations at {seeds}"
+                                                                    for seeds, n in counts.items()))
+    for _, row in adaptive[adaptive["verdict"] == "inconclusive"].iterrows():
+        lines.append(f"open on demand: {row['level']} vs {row['reference']} ({row['stratum']}): "
+                     f"{row['effect'] * 100:+.1f} points at {row['n']} vs {row['n_ref']} runs, "
+                     f"seeds needed {row['seeds_needed']}")
     lines.append(verdict("seed runs on demand / fixed", ratio, 0.5, higher_is_better=False))
     lines.append(verdict("verdicts contradicted", len(contradicted), 0, higher_is_better=False, unit=""))
     return lines

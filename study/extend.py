@@ -70,7 +70,9 @@ def grid_difference(saved: dict, study: Study) -> str | None:
     """What makes `study`'s grid not the saved one's, in a few words, or None."""
     now = _plain(study.spec())
     for key in GRID_KEYS:
-        before, after = saved.get(key), now.get(key)
+        if key not in saved:  # results written before the spec had this key
+            continue
+        before, after = saved[key], now.get(key)
         if before == after:
             continue
         if isinstance(before, dict) and isinstance(after, dict):

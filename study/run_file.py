@@ -27,15 +27,12 @@ def run_info(options: RunOptions) -> dict:
             "checkpoint_every_s": options.checkpoint_every_s, "optuna_storage": options.optuna_storage,
             "log": list(options.log), "extensions": [dict(e) for e in options.extensions]}
     if options.max_seeds:
-        # the planned looks and the rounds so far: the analysis tests each look at alpha / looks
+        # the planned looks, their spending and the rounds so far: the analysis tests the results
+        # at the share of alpha their look spends (analysis.stats.look_alpha)
         from study.seeds_on_demand import saved_status
 
         status = saved_status(options.folder) or {}
-        info.update({k: status[k] for k in ("looks", "rounds") if k in status})
-    if options.extensions:
-        # each extension was asked for after the study's answer was seen: one more look, so the
-        # analysis tests the family at alpha / (the looks planned + the extensions)
-        info["looks"] = info.get("looks", 1) + len(options.extensions)
+        info.update({k: status[k] for k in ("looks", "spending", "fractions", "rounds") if k in status})
     return info
 
 

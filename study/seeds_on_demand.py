@@ -10,13 +10,15 @@ open configuration has M seeds. A round adds `step` seeds to each open configura
 `--batch-seeds K`, as one batched trial; else N). The searcher's state is saved with the
 experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
 
-Repeated looks at the data inflate false decisions. The procedure spends alpha evenly over
-the L planned looks (L = 1 + ceil((M - N) / step)): every look tests the study's family (every
-test the study could make, analysis.compare) at alpha / L. By the union bound the chance of any
-wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look stays at or
-under alpha, whenever the study stops; stopping for futility adds no verdict, so it keeps
-the bound (non-binding). The report reads L from
-the results (`hpstudy.run` metadata) and applies the same level, so its verdicts are the
+Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
+planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spending function
+(analysis.stats.look_alpha; "equal", alpha / L at each look, as an ablation): look k tests the
+study's family (every test the study could make, analysis.compare) at its share alpha_k, strict
+early and most of alpha at the last look; the shares add up to alpha. By the union bound the
+chance of any wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look
+stays at or under alpha, whenever the study stops; stopping for futility adds no verdict, so it keeps
+the bound (non-binding). The report reads the looks, the spending and the rounds from the
+results (`hpstudy.run` metadata) and applies the last look's level, so its verdicts are the
 ones the last round saw.
 """
 
@@ -34,7 +36,7 @@ from tqdm.auto import tqdm
 
 from analysis.compare import analyse
 from analysis.load import Results
-from analysis.stats import conditional_power
+from analysis.stats import conditional_power, look_alpha
 
 # An open comparison whose chance of a decision at --max-seeds (conditional power, current
 # trend) is under this gets no more seeds. Non-binding: stopping never adds a verdict, so the
@@ -44,6 +46,11 @@ FUTILITY = 0.1
 
 def planned_looks(first: int, most: int, step: int) -> int:
     return 1 + math.ceil((most - first) / step)
+
+
+def information_fractions(first: int, most: int, step: int) -> list[float]:
+    """Each planned look's seeds per configuration over the most: what the spending function reads."""
+    return [min(first + k * step, most) / most for k in range(planned_looks(first, most, step))]
 
 
 def count(n: int, noun: str) -> str:
@@ -56,27 +63,29 @@ def _cell(value):
     return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 
-def futile(row, most: int, smallest_effect: float) -> bool:
+def futile(row, most: int, smallest_effect: float, final_scale: float) -> bool:
     """An open comparison that even `most` seeds per configuration would hardly decide: its
-    conditional power (current trend, analysis.stats.conditional_power) at `most` seeds, at
-    this look's level, is under FUTILITY. One whose seeds are all spent is open, not futile."""
+    conditional power (current trend, analysis.stats.conditional_power) at `most` seeds, at the
+    level of the last planned look (this look's level x `final_scale`, the ratio of their shares
+    of alpha), is under FUTILITY. One whose seeds are all spent is open, not futile."""
     if row["seeds"] >= most:
         return False
     final_df = max(row["df"] / max(row["seeds"] - 1, 1) * (most - 1), 1.0)  # df grow with the seeds
     power = conditional_power(row["effect"], row["unit_sd"], int(row["seeds"]), most, final_df,
-                              1 - row["confidence"], smallest_effect)
+                              (1 - row["confidence"]) * final_scale, smallest_effect)
     return power < FUTILITY
 
 
-def open_comparisons(runs: pd.DataFrame, spec: dict, looks: int, smallest_effect: float, alpha: float,
+def open_comparisons(runs: pd.DataFrame, spec: dict, run: dict, smallest_effect: float, alpha: float,
                      most: int):
     """(decided, open, futile among the open, configurations in an open comparison that is not
-    futile) from the runs so far."""
-    results = Results(Path("."), pd.DataFrame(), runs, spec, {})
-    comparisons = analyse(results, smallest_effect=smallest_effect, alpha=alpha, looks=looks,
-                          detail=False).comparisons
+    futile) from the runs so far; `run` says which look this is and how alpha is spent."""
+    results = Results(Path("."), pd.DataFrame(), runs, spec, run)
+    comparisons = analyse(results, smallest_effect=smallest_effect, alpha=alpha, detail=False).comparisons
     still_open = comparisons[comparisons["verdict"] == "inconclusive"]
-    stopped = [futile(row, most, smallest_effect) for _, row in still_open.iterrows()]
+    shares = [look_alpha(alpha, k, run["looks"], run["spending"], run["fractions"]) for k in
+              (len(run["rounds"]), run["looks"])]
+    stopped = [futile(row, most, smallest_effect, shares[1] / shares[0]) for _, row in still_open.iterrows()]
     promising = still_open[pd.Series([not s for s in stopped], index=still_open.index, dtype=bool)]
     configurations = {c for group in promising["configurations"] for c in group}
     decided = int(comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum())
@@ -85,7 +94,8 @@ def open_comparisons(runs: pd.DataFrame, spec: dict, looks: int, smallest_effect
 
 def status_of(state: dict) -> dict:
     """What a searcher's state says of the study: planned looks, rounds, seed runs, verdicts."""
-    return {"looks": state["looks"], "seeds": state["first"], "max_seeds": state["most"], "step": state["step"],
+    return {"looks": state["looks"], "spending": state.get("spending", "equal"),
+            "fractions": state.get("fractions"), "seeds": state["first"], "max_seeds": state["most"], "step": state["step"],
             "smallest_effect": state["smallest_effect"], "configurations": len(state["points"]),
             "seed_runs": sum(state["seeds"]), "rounds": state["rounds"], "decided": state["decided"],
             "open": state["still_open"], "futile": state.get("futile", 0), "finished": state["done"]}
@@ -116,13 +126,14 @@ class SeedsOnDemand(Searcher):
     Its state is what Tune saves with the experiment; `saved_status(folder)` reads it back."""
 
     def __init__(self, spec: dict, points: list[dict], fixed: dict, first: int, most: int, step: int,
-                 smallest_effect: float, alpha: float, name: str):
+                 smallest_effect: float, alpha: float, name: str, spending: str = "obrien-fleming"):
         super().__init__()
         self.spec, self.points, self.fixed = spec, points, dict(fixed)
         self.first, self.most, self.step = first, most, step
         self.smallest_effect, self.alpha = smallest_effect, alpha
         self.name = name
         self.looks = planned_looks(first, most, step)
+        self.spending, self.fractions = spending, information_fractions(first, most, step)
         self.batch = int(self.fixed.get("replicates", 1))
         self.seeds = [0] * len(points)  # seeds scheduled so far, per configuration
         self.queue: list[tuple[int, int]] = []  # (configuration, first seed) trials still to suggest
@@ -163,7 +174,7 @@ class SeedsOnDemand(Searcher):
         if not (runs["status"].isin(["completed", "diverged"])).any():  # every run errored: nothing to learn from
             self.done = True
             return
-        decided, still_open, futile, configurations = open_comparisons(runs, self.spec, self.looks,
+        decided, still_open, futile, configurations = open_comparisons(runs, self.spec, self.run_record(),
                                                                        self.smallest_effect, self.alpha, self.most)
         columns = self._columns()
         wanted = [i for i, point in enumerate(self.points)
@@ -180,6 +191,12 @@ class SeedsOnDemand(Searcher):
 
     def status(self) -> dict:
         return status_of(self.__dict__)
+
+    def run_record(self) -> dict:
+        """What the analysis needs to test these runs at their look: the looks, the spending and
+        the rounds so far (the run metadata carries the same keys)."""
+        return {"looks": self.looks, "spending": self.spending, "fractions": self.fractions,
+                "rounds": list(self.rounds)}
 
     # --- Tune's Searcher interface ----------------------------------------------------------
 

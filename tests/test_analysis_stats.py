@@ -264,3 +264,13 @@ def test_conditional_power_is_the_chance_of_a_decision_given_the_seeds_so_far(ef
     assert stats.conditional_power(effect, unit_sd, seeds, final, df, level, smallest) == \
         pytest.approx(simulated, abs=0.005)
     assert stats.conditional_power(effect, unit_sd, final, final, df, level, smallest) == 0.0  # nothing to add
+
+
+def test_alpha_spending_shares_add_up_to_alpha_and_keep_early_looks_strict():
+    """Lan-DeMets O'Brien-Fleming spending at 4 equally spaced looks, two-sided alpha 0.05: the
+    published cumulative alpha is 0.0001, 0.0056, 0.0236, 0.05 (e.g. gsDesign's sfLDOF)."""
+    fractions = [0.25, 0.5, 0.75, 1.0]
+    shares = [stats.look_alpha(0.05, k, 4, "obrien-fleming", fractions) for k in range(1, 5)]
+    assert np.cumsum(shares) == pytest.approx([0.0001, 0.0056, 0.0236, 0.05], abs=5e-5)
+    assert [stats.look_alpha(0.05, k, 4, "equal") for k in range(1, 5)] == [0.0125] * 4
+    assert stats.look_alpha(0.05, 1, 1, "obrien-fleming", [1.0]) == 0.05  # one look: all of alpha

@@ -110,8 +110,9 @@ def test_more_seeds_train_only_the_missing_runs_and_refusals_write_nothing(tmp_p
     (extension,) = meta["extensions"]
     assert extension["run_ids"] == new_ids and len(new_ids) == 4
     assert (extension["seeds_before"], extension["seeds"], extension["seeds_trained"]) == (2, 3, [2])
-    assert meta["seeds"] == 3 and meta["looks"] == 2  # the extension is tested as one more look
-    assert analyse(load_results(folder)).looks == 2
+    assert meta["seeds"] == 3
+    extended = analyse(load_results(folder))
+    assert extended.extensions == 1 and extended.family_alpha == 0.05 / 2  # one more look
 
     # the same command again: nothing more to train, and the study says so
     code = call_main(main, "mnist1d_grid", ["--storage", str(storage), "--resume", "--seeds", "3"])
@@ -137,7 +138,8 @@ def test_a_batched_study_and_a_seeds_on_demand_study_extend(tmp_path, capsys):
     assert "12 trials: 12 completed" in study_summary(out, "mnist1d_grid")[0]
     assert_old_rows_unchanged(before, tables(on_demand / "mnist1d_grid"))
     meta = run_metadata(on_demand / "mnist1d_grid")
-    assert meta["max_seeds"] == 2 and len(meta["rounds"]) == 1 and meta["looks"] == 2
+    assert meta["max_seeds"] == 2 and len(meta["rounds"]) == 1 and meta["looks"] == 1
+    assert analyse(load_results(on_demand / "mnist1d_grid")).family_alpha == 0.05 / 2
 
 
 def test_the_missing_runs_of_a_study_whose_configurations_have_uneven_seeds():

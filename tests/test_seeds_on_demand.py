@@ -20,13 +20,14 @@ PLANTED = {"relu": 0.0, "elu": 0.0, "gelu": 0.02, "silu": 0.005}
 WRONG = {"elu": {"better", "worse"}, "gelu": {"worse", "equivalent"}, "silu": {"worse"}}
 
 
-def simulate(rng, first=3, most=12, planted=PLANTED, noise=0.006) -> tuple[SeedsOnDemand, dict]:
+def simulate(rng, first=3, most=12, planted=PLANTED, noise=0.006, spending="obrien-fleming"
+             ) -> tuple[SeedsOnDemand, dict]:
     """Drive the real searcher as Tune would, answering each trial with a simulated run."""
     study = _study("sim", "simulated", fixed={"trainable": "mnist1d_cnn", "epochs": 1},
                    axes={"activation": list(planted)}, seeds=first, smoke_axes={})
     points = [{"activation": a} for a in planted]
     searcher = SeedsOnDemand(study.spec(), points, dict(study.fixed), first=first, most=most, step=first,
-                             smallest_effect=SMALLEST_EFFECT, alpha=0.05, name="sim")
+                             smallest_effect=SMALLEST_EFFECT, alpha=0.05, name="sim", spending=spending)
     seed_part = rng.normal(0, 0.01, most)  # what a seed does to every configuration
     trained, count = {}, 0
     while True:
@@ -89,7 +90,7 @@ def test_sequential_verdicts_keep_the_error_rate(tmp_path):
         searcher, trained = simulate(rng)
         runs = pd.DataFrame([{"trainable": "mnist1d_cnn", "activation": a, "seed": s, "status": "completed",
                               "test_acc": v, "chance_acc": 0.1} for (a, s), v in trained.items()])
-        results = Results(tmp_path, pd.DataFrame(), runs, searcher.spec, {"looks": searcher.looks})
+        results = Results(tmp_path, pd.DataFrame(), runs, searcher.spec, searcher.run_record())
         verdicts = analyse(results, smallest_effect=SMALLEST_EFFECT, detail=False).findings().set_index("level")["verdict"]
         wrong += any(verdicts[level] in bad for level, bad in WRONG.items())
     bound = binom.ppf(0.95, studies, 0.05)  # 15 of 200; a true 10% exceeds it 86% of the time
@@ -121,6 +122,7 @@ def test_ctrl_c_mid_way_and_resume_continues_the_rounds(tmp_path, data_root):
     assert (trials["status"] == "completed").all()
     run = json.loads(pq.read_schema(folder / "trials.parquet").metadata[b"hpstudy.run"])
     assert run["looks"] == 3 and run["max_seeds"] == 6 and len(run["rounds"]) >= 2
+    assert run["spending"] == "obrien-fleming" and run["fractions"] == [2 / 6, 4 / 6, 1.0]
     assert sum(r["scheduled"] for r in run["rounds"]) == len(trials)
 
 
