@@ -6,8 +6,9 @@ the study's findings (analysis.compare, the same verdicts, smallest effect and s
 report) and schedules the next seeds only for the configurations that take part in a
 comparison still `inconclusive` and not futile (its conditional power at M seeds is under
 FUTILITY: even M would hardly decide it), until every comparison is decided or futile or every
-open configuration has M seeds. A round adds `step` seeds to each open configuration (K with
-`--batch-seeds K`, as one batched trial; else N). The searcher's state is saved with the
+open configuration has M seeds, or the last planned look is taken. Look k is at
+N + (k - 1) x step seeds (`step` K with `--batch-seeds K`, as batched trials; else N): a round
+brings each open configuration to the next look's count, so one that paused catches up. The searcher's state is saved with the
 experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
@@ -146,14 +147,17 @@ class SeedsOnDemand(Searcher):
 
     # --- rounds ---------------------------------------------------------------------------
 
-    def _schedule(self, indices, seeds: int, decided: int, still_open: int | None, futile: int) -> None:
+    def _schedule(self, indices, target: int, decided: int, still_open: int | None, futile: int) -> None:
+        """Bring each configuration in `indices` to `target` seeds: the planned seeds of the next
+        look, the same for all, so the looks stay the planned ones (a configuration that paused
+        and is open again catches up) and there are never more than `looks` of them."""
         scheduled = 0
+        target = min(target, self.most)
         for i in indices:
-            target = min(self.seeds[i] + seeds, self.most)
             for seed in range(self.seeds[i], target, self.batch):
                 self.queue.append((i, seed))
                 scheduled += min(self.batch, target - seed)
-            self.seeds[i] = target
+            self.seeds[i] = max(self.seeds[i], target)
         record = {"round": len(self.rounds) + 1, "decided": decided, "open": still_open, "futile": futile,
                   "scheduled": scheduled, "configurations": len(set(i for i, _ in self.queue))}
         if scheduled:
@@ -176,11 +180,15 @@ class SeedsOnDemand(Searcher):
             return
         decided, still_open, futile, configurations = open_comparisons(runs, self.spec, self.run_record(),
                                                                        self.smallest_effect, self.alpha, self.most)
+        self.decided, self.still_open, self.futile = decided, still_open, futile
+        if len(self.rounds) >= self.looks:  # that was the last planned look
+            self.done = True
+            return
+        target = min(self.first + len(self.rounds) * self.step, self.most)  # the next look's seeds
         columns = self._columns()
         wanted = [i for i, point in enumerate(self.points)
-                  if self._key(point, columns) in configurations and self.seeds[i] < self.most]
-        self.decided, self.still_open, self.futile = decided, still_open, futile
-        self._schedule(wanted, self.step, decided, still_open, futile)
+                  if self._key(point, columns) in configurations and self.seeds[i] < target]
+        self._schedule(wanted, target, decided, still_open, futile)
         self.done = not self.queue
 
     def _columns(self) -> list[str]:

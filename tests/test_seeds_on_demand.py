@@ -55,6 +55,7 @@ def test_rounds_add_seeds_only_where_comparisons_are_open(capsys):
     assert status["looks"] == planned_looks(3, 12, 3) == 4 and status["finished"]
     assert status["seed_runs"] == len(trained) < 4 * 12
     assert [r["round"] for r in status["rounds"]] == list(range(1, len(status["rounds"]) + 1))
+    assert len(status["rounds"]) <= status["looks"]  # never more looks than alpha was spent over
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sim: round")]
     assert len(lines) == len(status["rounds"]) and "seed runs scheduled" in lines[0]
     # gelu's 2-point advantage is decided on the first look: only what is open gets seeds
@@ -70,6 +71,7 @@ def test_a_near_tie_stops_for_futility_before_max_seeds(capsys):
     seeds = pd.Series([s for (_, s) in trained]).groupby([a for (a, _) in trained]).count()
     status = searcher.status()
     assert status["finished"] and status["futile"] >= 1 and seeds["silu"] < 24, (seeds, status)
+    assert len(status["rounds"]) <= status["looks"] == 8
     assert status["seed_runs"] < 3 * 24 / 2  # under half the fixed design's runs
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("sim: round")]
     assert any("stopped for futility" in line for line in lines), lines
@@ -93,6 +95,7 @@ def test_sequential_verdicts_keep_the_error_rate(tmp_path):
         results = Results(tmp_path, pd.DataFrame(), runs, searcher.spec, searcher.run_record())
         verdicts = analyse(results, smallest_effect=SMALLEST_EFFECT, detail=False).findings().set_index("level")["verdict"]
         wrong += any(verdicts[level] in bad for level, bad in WRONG.items())
+        assert len(searcher.rounds) <= searcher.looks  # the shares spent add up to at most alpha
     bound = binom.ppf(0.95, studies, 0.05)  # 15 of 200; a true 10% exceeds it 86% of the time
     print(f"seeds on demand: {wrong} of {studies} studies with a wrong verdict (bound {bound:.0f})")
     assert wrong <= bound

@@ -95,11 +95,17 @@ def test_a_users_plugin_and_study_file_run_and_get_findings(user_folder):
     proc = run_cli("study", "my_study.toml", "--storage", "results", "--data-root", "data", cwd=user_folder)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "blob_study: 6 trials: 6 completed" in proc.stdout
-    # the study ends with its answer, in the report's words, and the command for the whole report
+    # the study ends with its answer, in the report's words, the command that adds the seeds an
+    # open comparison needs (a study file's own command), and the command for the whole report
     _, after = study_summary(proc.stdout, "blob_study")
-    assert len(after) == 2 and after[0].startswith("blob_study: activation (vs relu, points of test accuracy): "), after
-    assert any(f" {word}: tanh" in after[0] for word in ("better", "worse", "equivalent", "undecided")), after
-    assert after[1].startswith("blob_study: the whole report: python -m analysis.report ") and "blob_study" in after[1]
+    assert after[0].startswith("blob_study: activation (vs relu, points of test accuracy): "), after
+    undecided = " undecided: tanh" in after[0]
+    assert undecided or any(f" {word}: tanh" in after[0] for word in ("better", "worse", "equivalent")), after
+    more = [line for line in after if line.startswith("blob_study: more seeds: ")]
+    assert len(after) == 2 + len(more) and (undecided or not more), after
+    for line in more:
+        assert "python -m study " in line and "my_study.toml --storage " in line and line.endswith(" --resume"), line
+    assert after[-1].startswith("blob_study: the whole report: python -m analysis.report ") and "blob_study" in after[-1]
     trials = pd.read_parquet(user_folder / "results" / "blob_study" / "trials.parquet")
     assert sorted(trials["activation"]) == ["relu"] * 3 + ["tanh"] * 3 and set(trials["seed"]) == {0, 1, 2}
     assert (trials["width"] == 32).all() and (trials["epochs_completed"] == 4).all()
