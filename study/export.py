@@ -143,6 +143,12 @@ def write_json(destination: str, data: dict) -> None:
         stream.write(json.dumps(data, indent=2, default=str).encode())
 
 
+def plain(value):
+    """`value` as JSON gives it back (tuples as lists, other values as text): what a saved spec or
+    run file holds, to compare with."""
+    return json.loads(json.dumps(value, default=str))
+
+
 def read_json(source: str) -> dict | None:
     """The JSON file at `source`, or None where there is none."""
     filesystem, path = filesystem_of(source)

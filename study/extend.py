@@ -58,17 +58,13 @@ def saved_spec(folder: str) -> dict | None:
     return json.loads(meta[META_STUDY]) if META_STUDY in meta else None
 
 
-def _plain(value):
-    return json.loads(json.dumps(value, default=str))
-
-
 def _show(value) -> str:
     return "absent" if value is None else ",".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def grid_difference(saved: dict, study: Study) -> str | None:
     """What makes `study`'s grid not the saved one's, in a few words, or None."""
-    now = _plain(study.spec())
+    now = export.plain(study.spec())
     for key in GRID_KEYS:
         if key not in saved:  # results written before the spec had this key
             continue

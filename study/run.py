@@ -55,7 +55,8 @@ def seeds_summary(options: RunOptions) -> str | None:
 def answer_lines(options: RunOptions) -> list[str]:
     """The last lines of a finished study: its answer, one line per factor in the report's
     words, or the one reason it has none (one seed, an Optuna search), the command that adds
-    the seeds the nearest open comparison needs, then the command that writes the whole report. The findings alone (no detail tables): a fraction of a second."""
+    the seeds the nearest open comparison needs, then the command that writes the whole report.
+    The findings alone (no detail tables): a fraction of a second."""
     from analysis.compare import analyse
     from analysis.load import load_results
     from analysis.words import answer, nearest_more_seeds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -69,7 +68,7 @@ def resumed_options(options: RunOptions, saved: dict) -> tuple[RunOptions, int |
             changes[key] = tuple(was) if key == "extensions" else was
         elif key == "plugins":
             changes[key] = tuple(dict.fromkeys([*was, *given]))  # more plugins only import more modules
-        elif _plain(given) == _plain(default) or _plain(given) == _plain(was):
+        elif export.plain(given) == export.plain(default) or export.plain(given) == export.plain(was):
             changes[key] = was
         elif key in GRID_OPTIONS:
             changes[key] = given
@@ -80,10 +79,6 @@ def resumed_options(options: RunOptions, saved: dict) -> tuple[RunOptions, int |
     if options.data_root == str(Path(DEFAULT_DATA_ROOT).resolve()) and saved.get("data_root"):
         changes["data_root"] = saved["data_root"]  # the study's data, unless --data-root says otherwise
     return replace(options, **changes), options.seeds
-
-
-def _plain(value):
-    return json.loads(json.dumps(value, default=str))
 
 
 def write_run_file(options: RunOptions) -> None:

@@ -250,4 +250,6 @@ class SeedsOnDemand(Searcher):
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
+            state = pickle.load(f)
+        state.setdefault("spending", "equal")  # a study started before spending functions keeps its split
+        self.__dict__.update(state)

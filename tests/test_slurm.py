@@ -94,10 +94,23 @@ def slurm(tmp_path_factory):
 
 
 def sbatch(env, folder: Path, *command: str) -> tuple[int, str]:
+    """Submit the script and wait for the job to end: its exit code and output. Polls the job's
+    state (sbatch --wait polls at growing intervals, which here costs more than the job)."""
     output = folder / "job.out"
-    proc = subprocess.run([which("sbatch"), "--wait", f"--output={output}", str(REPO / "slurm.sbatch"), *command],
-                          env=env, cwd=folder, capture_output=True, text=True, timeout=600)
-    return proc.returncode, (output.read_text() if output.exists() else "") + proc.stdout + proc.stderr
+    submitted = subprocess.run([which("sbatch"), "--parsable", f"--output={output}", str(REPO / "slurm.sbatch"),
+                                *command], env=env, cwd=folder, capture_output=True, text=True, timeout=60)
+    assert submitted.returncode == 0, submitted.stderr
+    job = submitted.stdout.strip().split(";")[0]
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        state = subprocess.run([which("scontrol"), "show", "job", "-o", job], env=env, capture_output=True,
+                               text=True).stdout
+        fields = dict(item.split("=", 1) for item in state.split() if "=" in item)
+        if fields.get("JobState") not in (None, "PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+            code = int(fields["ExitCode"].split(":")[0])
+            return code, output.read_text() if output.exists() else ""
+        time.sleep(0.5)
+    pytest.fail(f"job {job} did not end within 600 s")
 
 
 def test_a_smoke_study_runs_through_sbatch_and_ray_symmetric_run(slurm, tmp_path):
