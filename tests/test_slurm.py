@@ -17,8 +17,8 @@ import pytest
 
 from conftest import REPO
 
-DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo")
-missing = [name for name in DAEMONS if not shutil.which(name) and not Path(f"/usr/sbin/{name}").exists()]
+COMMANDS = ("munged", "slurmctld", "slurmd", "sbatch", "sinfo", "scontrol", "scancel")
+missing = [name for name in COMMANDS if not shutil.which(name) and not Path(f"/usr/sbin/{name}").exists()]
 pytestmark = pytest.mark.skipif(bool(missing) or os.geteuid() != 0,
                                 reason=f"SLURM is not installed here ({', '.join(missing) or 'not root'}): "
                                        "apt-get install slurmctld slurmd slurm-client munge, as root")
