@@ -34,8 +34,8 @@ How a comparison is made (the design comes from analysis.design):
 - `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
   decides the comparison with probability 0.8, planned with the observed effect and an upper
   70% bound of its spread (stats.seeds_to_decide), at the level of the study extended with
-  them (`--seeds N --resume`, study.extend): an extension is one more look, so the family is
-  then tested at alpha / (looks + 1).
+  them (`--seeds N --resume`, study.extend): an extension is one more look, splitting the
+  share of alpha of the look it extends.
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
   their rows are `not testable`; the report shows parameter importances instead.
 """
@@ -147,8 +147,11 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
     looks = looks or results.run.get("looks") or 1
     _check(results, metric, smallest_effect, alpha, correction)
-    family_alpha, next_alpha, extensions = _look_alphas(alpha, results.run, looks)
     look, spending = len(results.run.get("rounds") or []) or looks, results.run.get("spending", "equal")
+    extensions = len(results.run.get("extensions") or [])
+    # the share of alpha of the results' look, split with each extension of the study
+    share = stats.look_alpha(alpha, look, looks, spending, results.run.get("fractions"))
+    family_alpha, next_alpha = share / (1 + extensions), share / (2 + extensions)
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
     trials = results.trials
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
@@ -192,19 +195,9 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
-                    family_alpha, extensions, look, spending, family, level, pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
+                    family_alpha, extensions, look, spending, family, level,
+                    pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
                     None if untestable else resume_command(results.run, results.folder))
-
-
-def _look_alphas(alpha: float, run: dict, looks: int) -> tuple[float, float, int]:
-    """(the share of alpha the results are tested at, the share after one more extension, the
-    extensions so far). A seeds-on-demand study's results are at its last look (one per round;
-    its share by the study's spending, equal for results that predate spending functions); each
-    extension with more seeds is one more look, splitting that share with the look it extends."""
-    look = len(run.get("rounds") or []) or looks
-    share = stats.look_alpha(alpha, look, looks, run.get("spending", "equal"), run.get("fractions"))
-    extensions = len(run.get("extensions") or [])
-    return share / (1 + extensions), share / (2 + extensions), extensions
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:

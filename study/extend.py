@@ -37,16 +37,27 @@ def part_folders(options: RunOptions) -> list[str]:
     return [options.folder, *(join(options.folder, e["experiment"]) for e in options.extensions)]
 
 
-def from_study(study: Study, options: RunOptions) -> dict[str, TrialRecord]:
-    """Every Tune trial of every part of the study (trial ids are unique across Tune experiments)."""
-    trials: dict[str, TrialRecord] = {}
+def study_parts(study: Study, options: RunOptions) -> list[dict[str, TrialRecord]]:
+    """Each part's Tune trials, in the order of part_folders (an extension interrupted before
+    Tune saved its state has none yet)."""
+    parts = []
     for folder in part_folders(options):
         try:
-            trials.update(export.from_experiment(study, folder))
-        except ValueError:  # an extension interrupted before Tune saved its state: nothing trained yet
+            parts.append(export.from_experiment(study, folder))
+        except ValueError:  # no experiment state in the folder
             if folder == options.folder:
                 raise
-    return trials
+            parts.append({})
+    return parts
+
+
+def merged(parts: list[dict[str, TrialRecord]]) -> dict[str, TrialRecord]:
+    """Every Tune trial of the study (trial ids are unique across Tune experiments)."""
+    return {trial_id: trial for part in parts for trial_id, trial in part.items()}
+
+
+def from_study(study: Study, options: RunOptions) -> dict[str, TrialRecord]:
+    return merged(study_parts(study, options))
 
 
 def saved_spec(folder: str) -> dict | None:
@@ -131,17 +142,12 @@ def new_extension(options: RunOptions, seeds_before: int, seeds: int, trials: li
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def extension_runs(study: Study, options: RunOptions) -> list[dict]:
-    """Each extension's record with the run ids it added (what the metadata says of each run)."""
-    records = []
-    for extension in options.extensions:
-        try:
-            trials = export.from_experiment(study, join(options.folder, extension["experiment"]))
-        except ValueError:
-            trials = {}
-        runs = sorted(run_id for trial_id, trial in trials.items() for run_id, _, _ in export.runs_of(trial_id, trial))
-        records.append({**extension, "run_ids": runs})
-    return records
+def extension_runs(options: RunOptions, parts: list[dict[str, TrialRecord]]) -> list[dict]:
+    """Each extension's record with the run ids it added (what the metadata says of each run);
+    `parts` as study_parts read them."""
+    return [{**extension, "run_ids": sorted(run_id for trial_id, trial in part.items()
+                                            for run_id, _, _ in export.runs_of(trial_id, trial))}
+            for extension, part in zip(options.extensions, parts[1:])]
 
 
 def plan_extension(study: Study, options: RunOptions, wanted: int | None):
@@ -162,8 +168,9 @@ def plan_extension(study: Study, options: RunOptions, wanted: int | None):
     if study.search != "grid":
         raise UserError("an Optuna search has no seeds to add; run the configurations it found as a grid study")
     trials = from_study(study, options)
-    if unfinished(trials):
-        raise UserError(f"{options.folder} has {unfinished(trials)} trials that did not finish; finish them first "
+    not_finished = unfinished(trials)
+    if not_finished:
+        raise UserError(f"{options.folder} has {not_finished} trials that did not finish; finish them first "
                         f"with the same command and --resume without --seeds, then add seeds")
     missing = missing_trials(grown, trained_seeds(grown, trials))
     if not missing:

@@ -24,7 +24,7 @@ from study.checks import check_address, check_data, check_loggers, check_storage
 from study.cluster import check_fits, check_shared_storage, cluster_shapes, default_gpus
 from study.effective import effective_study, validate_study
 from study.options import RunOptions, parse_args
-from study.extend import check_same_grid, extension_runs, from_study, plan_extension, restart_extension
+from study.extend import check_same_grid, extension_runs, merged, plan_extension, restart_extension, study_parts
 from study.run_file import load_run_file, resumed_options, run_info, write_run_file
 from study.study_file import to_toml
 
@@ -165,10 +165,11 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
             tuner.fit()
         # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
         # while the saved state keeps the unfinished ones pending for --resume.
-        trials = from_study(study, options)
+        parts = study_parts(study, options)
+        trials = merged(parts)
         epochs, trial_rows = export.collect(study, trials)
         info = run_info(options)
-        info["extensions"] = extension_runs(study, options)  # and the runs each added
+        info["extensions"] = extension_runs(options, parts)  # and the runs each added
         export.write_results(options.folder, study, epochs, trial_rows, info)
         unfinished = sum(not t["finished"] for t in trials.values())
         print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)

@@ -8,8 +8,9 @@ comparison still `inconclusive` and not futile (its conditional power at M seeds
 FUTILITY: even M would hardly decide it), until every comparison is decided or futile or every
 open configuration has M seeds, or the last planned look is taken. Look k is at
 N + (k - 1) x step seeds (`step` K with `--batch-seeds K`, as batched trials; else N): a round
-brings each open configuration to the next look's count, so one that paused catches up. The searcher's state is saved with the
-experiment (Tune calls `save`), so `--resume` continues its rounds and no seed trains twice.
+brings each open configuration to the next look's count, so one that paused catches up. The
+searcher's state is saved with the experiment (Tune calls `save`), so `--resume` continues its
+rounds and no seed trains twice.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
 planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spending function
@@ -17,8 +18,8 @@ planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spendi
 study's family (every test the study could make, analysis.compare) at its share alpha_k, strict
 early and most of alpha at the last look; the shares add up to alpha. By the union bound the
 chance of any wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look
-stays at or under alpha, whenever the study stops; stopping for futility adds no verdict, so it keeps
-the bound (non-binding). The report reads the looks, the spending and the rounds from the
+stays at or under alpha, whenever the study stops; stopping for futility adds no verdict, so
+it keeps the bound (non-binding). The report reads the looks, the spending and the rounds from the
 results (`hpstudy.run` metadata) and applies the last look's level, so its verdicts are the
 ones the last round saw.
 """
@@ -81,12 +82,13 @@ def open_comparisons(runs: pd.DataFrame, spec: dict, run: dict, smallest_effect:
                      most: int):
     """(decided, open, futile among the open, configurations in an open comparison that is not
     futile) from the runs so far; `run` says which look this is and how alpha is spent."""
-    results = Results(Path("."), pd.DataFrame(), runs, spec, run)
-    comparisons = analyse(results, smallest_effect=smallest_effect, alpha=alpha, detail=False).comparisons
+    analysis = analyse(Results(Path("."), pd.DataFrame(), runs, spec, run), smallest_effect=smallest_effect,
+                       alpha=alpha, detail=False)
+    comparisons = analysis.comparisons
     still_open = comparisons[comparisons["verdict"] == "inconclusive"]
-    shares = [look_alpha(alpha, k, run["looks"], run["spending"], run["fractions"]) for k in
-              (len(run["rounds"]), run["looks"])]
-    stopped = [futile(row, most, smallest_effect, shares[1] / shares[0]) for _, row in still_open.iterrows()]
+    final_share = look_alpha(alpha, run["looks"], run["looks"], run["spending"], run["fractions"])
+    stopped = [futile(row, most, smallest_effect, final_share / analysis.family_alpha)
+               for _, row in still_open.iterrows()]
     promising = still_open[pd.Series([not s for s in stopped], index=still_open.index, dtype=bool)]
     configurations = {c for group in promising["configurations"] for c in group}
     decided = int(comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum())
