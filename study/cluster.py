@@ -1,10 +1,15 @@
 """What the Ray cluster a study runs on can provide, checked before anything is written.
 
 A node shape is what one node offers (CPUs, GPUs): the nodes that are up, and the node
-types its autoscaler can still launch, read from the autoscaling config that `ray up`
-leaves on the head node (~/ray_bootstrap_config.yaml) or the one given with
---cluster-config. An autoscaling cluster often starts with no GPU worker up, so what is
-up alone would say "no GPUs".
+types its autoscaler can still launch. An autoscaling cluster often starts with no GPU
+worker up, so what is up alone would say "no GPUs". The node types are read, first found:
+- the autoscaler's cluster config in the GCS (what Ray Data reads for the same purpose;
+  KubeRay and autoscaler v2 report it there),
+- --cluster-config YAML,
+- ~/ray_bootstrap_config.yaml, which `ray up` leaves on the head node.
+Where none says anything (a head started by hand with `--autoscaling-config`), the types
+are unknown: nothing is refused for not fitting the nodes up, since the autoscaler may
+launch one that fits.
 """
 
 from __future__ import annotations
@@ -30,6 +35,17 @@ class NodeShape:
         return f"{self.name}: {self.cpus:g} CPU, {self.gpus:g} GPU"
 
 
+@dataclass(frozen=True)
+class Cluster:
+    nodes: list[NodeShape]  # the nodes up now
+    node_types: list[NodeShape] | None  # the types the autoscaler can launch; None: no source says
+    source: str  # where node_types came from, for messages
+
+    @property
+    def shapes(self) -> list[NodeShape]:
+        return self.nodes + (self.node_types or [])
+
+
 def config_shapes(path: Path) -> list[NodeShape]:
     """The node types of an autoscaling config (its head type and the worker types it can launch)."""
     try:
@@ -47,42 +63,89 @@ def config_shapes(path: Path) -> list[NodeShape]:
                         f"{exc}); give the YAML the cluster was started with") from None
 
 
-def cluster_shapes(cluster_config: str | None) -> list[NodeShape]:
-    """The nodes up now, and the node types the autoscaler can launch (where its config is known)."""
+def gcs_shapes(head: NodeShape | None) -> list[NodeShape] | None:
+    """The node groups of the cluster config the autoscaler reported to the GCS, None where there is none.
+
+    A group that can launch nothing (max_count 0) is left out, and so is one that is only the head
+    (max_count 1 and the head's resources), as Ray Data does: it cannot be scaled up."""
     import ray
 
-    shapes = [NodeShape(f"node {node['NodeManagerAddress']}", float(node["Resources"].get("CPU", 0)),
-                        float(node["Resources"].get("GPU", 0)), False)
-              for node in ray.nodes() if node["Alive"]]
+    config = ray._private.state.state.get_cluster_config()
+    if config is None or not config.node_group_configs:
+        return None
+    shapes = []
+    for group in config.node_group_configs:
+        shape = NodeShape(group.name, float(group.resources.get("CPU", 0)), float(group.resources.get("GPU", 0)), True)
+        if group.max_count == 0 or (group.max_count == 1 and head and (shape.cpus, shape.gpus) == (head.cpus, head.gpus)):
+            continue
+        shapes.append(shape)
+    return shapes
+
+
+def cluster_shapes(cluster_config: str | None, own_ray: bool = False) -> Cluster:
+    """The nodes up now, and the node types the autoscaler can launch where something says.
+
+    `own_ray`: the study started this Ray itself, so its nodes are all there is."""
+    import ray
+
+    nodes, head = [], None
+    for node in ray.nodes():
+        if node["Alive"]:
+            shape = NodeShape(f"node {node['NodeManagerAddress']}", float(node["Resources"].get("CPU", 0)),
+                              float(node["Resources"].get("GPU", 0)), False)
+            nodes.append(shape)
+            if "node:__internal_head__" in node["Resources"]:
+                head = shape
+    if own_ray:
+        return Cluster(nodes, [], "a local Ray")
+    from_gcs = gcs_shapes(head)
+    if from_gcs is not None:
+        return Cluster(nodes, from_gcs, "the autoscaler's cluster config in the GCS")
     path = Path(cluster_config or BOOTSTRAP_CONFIG).expanduser()
     if cluster_config and not path.is_file():
         raise UserError(f"--cluster-config {cluster_config} does not exist; give the YAML the cluster was started with")
     if path.is_file():
-        shapes += [shape for shape in config_shapes(path) if shape.launchable]
-    return shapes
+        launchable = [shape for shape in config_shapes(path) if shape.launchable]
+        return Cluster(nodes, launchable, f"--cluster-config {cluster_config}" if cluster_config else BOOTSTRAP_CONFIG)
+    return Cluster(nodes, None, "")
 
 
-def default_gpus(shapes: list[NodeShape]) -> float:
+def default_gpus(cluster: Cluster) -> float:
     """One GPU per trial where any node the cluster has or can launch has one, else none."""
-    return 1.0 if any(shape.gpus > 0 for shape in shapes) else 0.0
+    return 1.0 if any(shape.gpus > 0 for shape in cluster.shapes) else 0.0
 
 
-def check_fits(shapes: list[NodeShape], cpus: float, gpus: float) -> None:
-    """A trial that no node can hold would wait forever: say so instead."""
-    if any(shape.cpus >= cpus and shape.gpus >= gpus for shape in shapes):
-        return
-    offered = "; ".join(shape.describe() for shape in shapes if shape.cpus or shape.gpus) or "no CPUs or GPUs"
+def fits(shapes: list[NodeShape], cpus: float, gpus: float) -> bool:
+    return any(shape.cpus >= cpus and shape.gpus >= gpus for shape in shapes)
+
+
+def check_fits(cluster: Cluster, cpus: float, gpus: float) -> str | None:
+    """A trial that no node can hold would wait forever: say so instead. Where the node types are
+    unknown and no node up holds it, the autoscaler may still launch one: the line to print."""
+    if fits(cluster.shapes, cpus, gpus):
+        return None
+    if cluster.node_types is None:
+        return (f"node types unknown (no autoscaler config in the GCS, no {BOOTSTRAP_CONFIG}, no --cluster-config) "
+                f"and no node up offers {cpus:g} CPU and {gpus:g} GPU: trials wait for the autoscaler to launch one "
+                "(give --cluster-config YAML to check that it can)")
+    offered = "; ".join(shape.describe() for shape in cluster.shapes if shape.cpus or shape.gpus) or "no CPUs or GPUs"
     raise UserError(f"a trial asks for {cpus:g} CPU and {gpus:g} GPU, but no node the cluster has or can launch "
                     f"offers that ({offered}); lower --cpus-per-trial / --gpus-per-trial, or add such a node type")
 
 
-def check_shared_storage(shapes: list[NodeShape], storage: str, shared: bool) -> None:
+def check_shared_storage(cluster: Cluster, storage: str, shared: bool, cpus: float, gpus: float) -> None:
     """Trials write checkpoints and results from their own node: a local folder must be one every
-    node sees (--shared-storage), or an object store."""
+    node sees (--shared-storage), or an object store. Trials run on other nodes where more than one
+    node offers resources, where the autoscaler can launch workers, or where no node up holds a trial."""
     if "://" in storage or shared:
         return
-    workers = [shape for shape in shapes if (shape.cpus or shape.gpus) or shape.launchable]
+    workers = [shape for shape in cluster.shapes if (shape.cpus or shape.gpus) or shape.launchable]
     if len(workers) > 1 or any(shape.launchable for shape in workers):
-        raise UserError(f"--storage {storage} is a folder on this machine, but trials run on other nodes too "
-                        f"({'; '.join(s.describe() for s in workers)}); use --storage s3://BUCKET/PATH or "
-                        "gs://BUCKET/PATH, or add --shared-storage if that folder is a filesystem every node mounts")
+        elsewhere = "; ".join(s.describe() for s in workers)
+    elif not fits(cluster.nodes, cpus, gpus):
+        elsewhere = "on nodes the autoscaler launches"
+    else:
+        return
+    raise UserError(f"--storage {storage} is a folder on this machine, but trials run on other nodes too "
+                    f"({elsewhere}); use --storage s3://BUCKET/PATH or gs://BUCKET/PATH, or add --shared-storage "
+                    "if that folder is a filesystem every node mounts")

@@ -68,7 +68,7 @@ class RunOptions:
     log: tuple = ()  # --log: Tune logger callbacks (study.tuner.LOGGERS)
     verbose: bool = False  # Tune's own trial table instead of the compact progress bar
     shared_storage: bool = False  # a local --storage folder that every node of a cluster mounts
-    cluster_config: str | None = None  # the autoscaling config (default: ray up's ~/ray_bootstrap_config.yaml)
+    cluster_config: str | None = None  # the autoscaling config where the GCS has none (default: ray up's ~/ray_bootstrap_config.yaml)
     extensions: tuple = ()  # the study's extensions with more seeds so far (study.extend.new_extension records)
 
     @property
@@ -180,8 +180,9 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--shared-storage", action="store_true",
                         help="--storage is a folder every node of the cluster mounts (NFS, EFS, ...)")
     parser.add_argument("--cluster-config", metavar="YAML",
-                        help="the cluster's autoscaling config, for the node types it can launch (default: "
-                             "~/ray_bootstrap_config.yaml, which ray up leaves on the head node)")
+                        help="the cluster's autoscaling config, for the node types it can launch where the "
+                             "cluster's GCS holds none (default: ~/ray_bootstrap_config.yaml, which ray up leaves "
+                             "on the head node)")
     parser.add_argument("--resume", action="store_true",
                         help="continue an interrupted study in --storage/--name, or add seeds to it (--seeds N)")
     parser.add_argument("--data-root", default=DEFAULT_DATA_ROOT,

@@ -12,8 +12,10 @@ on stderr and exit code 2, before anything is written.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import replace
+from pathlib import Path
 
 from trainables.cli import report_user_error
 from trainables.errors import UserError
@@ -72,6 +74,12 @@ def answer_lines(options: RunOptions) -> list[str]:
     return [f"{options.name}: {line}" for line in [*answer(analysis), *([more] if more else [])]] + [command]
 
 
+def ray_token_exists() -> bool:
+    """A Ray authentication token where Ray looks for one (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token)."""
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+    return bool(os.environ.get("RAY_AUTH_TOKEN")) or Path(path).expanduser().is_file()
+
+
 def start_ray(options: RunOptions, plugins: list) -> bool:
     """Join --address, or start a local Ray; True if we started (and so must stop) it.
 
@@ -88,6 +96,12 @@ def start_ray(options: RunOptions, plugins: list) -> bool:
         else:
             ray.init(include_dashboard=False, logging_level=QUIET)
     except ConnectionError as exc:
+        if options.address != "auto" and "RAY_AUTH_MODE" not in os.environ and ray_token_exists():
+            # Ray sends its token to an explicit address only in token mode (it auto-enables the
+            # mode for `auto` alone), so a token cluster refuses such a driver
+            raise UserError(f"cannot connect to Ray at {options.address}: {exc}; this machine has a Ray token "
+                            "(~/.ray/auth_token), so the cluster likely uses token authentication: set "
+                            "RAY_AUTH_MODE=token, or use --address auto on a cluster node") from None
         raise UserError(f"cannot connect to Ray at {options.address}: {exc}; start a cluster "
                         "(`ray start --head` or `ray up cluster.yaml`) or drop --address") from None
     return True
@@ -146,10 +160,12 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
     owns_ray = start_ray(options, plugins)
     try:
         # what the cluster has and can launch: the GPU default, trials that fit, storage every node sees
-        shapes = cluster_shapes(options.cluster_config)
-        gpus = default_gpus(shapes) if options.gpus_per_trial is None else options.gpus_per_trial
-        check_fits(shapes, options.cpus_per_trial, gpus)
-        check_shared_storage(shapes, options.storage, options.shared_storage)
+        cluster = cluster_shapes(options.cluster_config, own_ray=owns_ray and not options.address)
+        gpus = default_gpus(cluster) if options.gpus_per_trial is None else options.gpus_per_trial
+        waiting = check_fits(cluster, options.cpus_per_trial, gpus)
+        check_shared_storage(cluster, options.storage, options.shared_storage, options.cpus_per_trial, gpus)
+        if waiting:
+            print(f"{options.name}: {waiting}", flush=True)
         options = replace(options, gpus_per_trial=gpus)  # the run file and metadata say what trials got
         if not options.resume or extension:
             write_run_file(options)
