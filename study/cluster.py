@@ -4,7 +4,7 @@ A node shape is what one node offers (CPUs, GPUs): the nodes that are up, and th
 types its autoscaler can still launch. An autoscaling cluster often starts with no GPU
 worker up, so what is up alone would say "no GPUs". The node types are read, first found:
 - the autoscaler's cluster config in the GCS (what Ray Data reads for the same purpose;
-  KubeRay and autoscaler v2 report it there),
+  KubeRay reports it there; Ray 2.60's own autoscaler, v1 or v2, did not here),
 - --cluster-config YAML,
 - ~/ray_bootstrap_config.yaml, which `ray up` leaves on the head node.
 Where none says anything (a head started by hand with `--autoscaling-config`), the types
@@ -130,7 +130,8 @@ def check_fits(cluster: Cluster, cpus: float, gpus: float) -> str | None:
                 "(give --cluster-config YAML to check that it can)")
     offered = "; ".join(shape.describe() for shape in cluster.shapes if shape.cpus or shape.gpus) or "no CPUs or GPUs"
     raise UserError(f"a trial asks for {cpus:g} CPU and {gpus:g} GPU, but no node the cluster has or can launch "
-                    f"offers that ({offered}); lower --cpus-per-trial / --gpus-per-trial, or add such a node type")
+                    f"offers that ({offered}; node types from {cluster.source}); lower --cpus-per-trial / "
+                    "--gpus-per-trial, or add such a node type")
 
 
 def check_shared_storage(cluster: Cluster, storage: str, shared: bool, cpus: float, gpus: float) -> None:
