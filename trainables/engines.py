@@ -1,25 +1,30 @@
 """Model engines: the models the one epoch loop (trainables.loop.fit) trains.
 
-An engine holds K >= 1 replicates of one configuration, replicate r built and
-initialised from seed `seeds[r]`, and gives the loop one interface whatever K is:
+An engine holds K >= 1 members of one architecture. Member r is one run of the study:
+its own config (trainables.registry.member_configs: K seeds of one configuration, or K
+fused configurations that differ in lr, weight decay, momentum, dropout, init, seed), its
+model built and initialised from its own seed. The loop sees one interface whatever K is:
 
-    seeds                  one per replicate (a single-seed trial has one)
-    n_params               parameters of one replicate
-    parameters()           the tensors the optimizer steps
+    seeds                  one per member (a single-seed trial has one)
+    n_params               parameters of one member
+    member_parameters(a, b) the tensors holding members a..b-1, for their optimizer group
+    zero_grad()            before each backward
     train() / eval()       the mode for the batches that follow (dropout, BatchNorm)
-    train_logits(x)        x: (K, batch, ...), each replicate its own batch -> (K * batch, classes)
-    eval_logits(x)         x: (batch, ...), the same inputs for every replicate -> (K * batch, classes)
+    train_logits(x)        x: (K, batch, ...), each member its own batch -> (K * batch, classes)
+    eval_logits(x)         x: (batch, ...), the same inputs for every member -> (K * batch, classes)
     grad_norms()           (K, 2): gradient norms of the first and last weight layer (config `grad_norms`)
     state() / load_state() the model part of a checkpoint
 
 `SingleModel` is one plain module (with `compile` and `channels_last`);
-`StackedModel` runs K copies as one batched computation (config `replicates`):
+`StackedModel` runs K members as one batched computation:
 `torch.func.stack_module_state` stacks the K models' parameters and buffers along
 a new leading dimension and `vmap` runs the one model definition over them, so
 every model in the registry (convolutions, BatchNorm, dropout, embeddings) is
-batched without a rewrite. The optimizers here are elementwise, so one optimizer
-over the stacked tensors is K independent optimizers; each replicate's loss
-reaches only its own slice.
+batched without a rewrite. Each member's loss reaches only its own slice. The
+optimizers here are elementwise, so PyTorch's own optimizer over a slice of the
+stacks is that member's optimizer: members that share hyperparameters share a
+parameter group over their slice, and members with their own lr or weight decay
+get groups of their own (trainables.optim.member_groups).
 """
 
 from __future__ import annotations
@@ -60,17 +65,59 @@ def has_image_convolutions(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
-def make_engine(cfg: dict, splits: datasets.Splits, dev: torch.device):
-    """The engine for a resolved config: seeds seed .. seed+K-1, K = `replicates`."""
-    seeds = [cfg["seed"] + r for r in range(cfg["replicates"])]
-    models = [build_model(cfg, splits, seed, dev) for seed in seeds]
-    if len(models) == 1:
-        return SingleModel(models[0], seeds[0], compile=cfg["compile"],
-                           channels_last=cfg["channels_last"] and splits.train_x.dim() == 4,
-                           grad_norms=cfg["grad_norms"])
-    # On a CPU, 2-D convolutions run one replicate at a time (see StackedModel).
+class MemberDropout(nn.Module):
+    """Inverted dropout whose drop probability is a buffer: stacked, each member drops at its own
+    rate (nn.Dropout's rate is a Python number, one for every member under vmap)."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.register_buffer("p", torch.tensor(float(p)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return x * (torch.rand_like(x) >= self.p) / (1 - self.p)
+
+
+def dropout_rates(member: dict) -> list[float]:
+    """A member's drop probability per dropout layer of its trainable."""
+    layers = get_spec(member["trainable"]).dropout_layers(member)
+    rate = member["dropout"]
+    return [float(p) for p in rate] if isinstance(rate, (list, tuple)) else [float(rate)] * layers
+
+
+def build_members(members: list[dict], splits: datasets.Splits, dev: torch.device) -> list[nn.Module]:
+    """Each member's model. Where members drop at different rates, every model is built with a
+    dropout layer wherever any member has one (a builder leaves out a layer of rate 0, and stacked
+    models must have one structure), and each layer becomes a MemberDropout at the member's rate."""
+    rates = [dropout_rates(m) for m in members]
+    if all(r == rates[0] for r in rates):
+        return [build_model(m, splits, m["seed"], dev) for m in members]
+    layers = [max(r[i] for r in rates) for i in range(len(rates[0]))]
+    shape = layers[0] if len(layers) == 1 else layers  # a builder of one dropout layer takes a number
+    models = []
+    for member, own in zip(members, rates):
+        model = build_model({**member, "dropout": shape}, splits, member["seed"], dev)
+        own_rates = iter([p for p, widest in zip(own, layers) if widest > 0])  # the layers the model has
+        for parent in list(model.modules()):
+            for name, child in parent.named_children():
+                if isinstance(child, nn.Dropout):
+                    setattr(parent, name, MemberDropout(next(own_rates)).to(dev))
+        models.append(model)
+    return models
+
+
+def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device):
+    """The engine for a trial's resolved member configs (trainables.registry.member_configs)."""
+    first = members[0]
+    if len(members) == 1:
+        return SingleModel(build_model(first, splits, first["seed"], dev), first["seed"], compile=first["compile"],
+                           channels_last=first["channels_last"] and splits.train_x.dim() == 4,
+                           grad_norms=first["grad_norms"])
+    models = build_members(members, splits, dev)
+    # On a CPU, 2-D convolutions run one member at a time (see StackedModel).
     chunk_size = 1 if dev.type == "cpu" and has_image_convolutions(models[0]) else None
-    return StackedModel(models, seeds, chunk_size=chunk_size, grad_norms=cfg["grad_norms"])
+    return StackedModel(models, [m["seed"] for m in members], chunk_size=chunk_size, grad_norms=first["grad_norms"])
 
 
 class SingleModel:
@@ -89,8 +136,12 @@ class SingleModel:
         self.net = torch.compile(model) if compile else model
         self.watched = [model.get_parameter(name) for name in watched_weights(model, grad_norms)]
 
-    def parameters(self) -> list[torch.Tensor]:
+    def member_parameters(self, first: int = 0, end: int = 1) -> list[torch.Tensor]:
         return list(self.model.parameters())
+
+    def zero_grad(self) -> None:
+        for p in self.model.parameters():
+            p.grad = None
 
     def train(self) -> None:
         self.net.train()
@@ -120,7 +171,13 @@ class SingleModel:
 class StackedModel:
     """K copies of one architecture as stacked parameters and buffers, run with vmap.
 
-    `chunk_size=1` makes vmap run the model one replicate at a time (still one call, one
+    The optimizer steps `member_parameters(a, b)`: slices a..b-1 of the stacks as tensors of
+    their own that share the stacks' memory (detached, so torch.optim takes them as leaves),
+    with gradients that are the same slices of the stacks' gradients. Those gradients are
+    allocated once and zeroed in place, so the slices stay theirs; an optimizer's step on a
+    slice writes into the stacks that the next forward reads.
+
+    `chunk_size=1` makes vmap run the model one member at a time (still one call, one
     optimizer step). make_engine asks for it on a CPU for models with 2-D convolutions:
     unchunked, vmap turns K convolutions into one grouped convolution, and oneDNN's is
     slow for image convolutions; the 1-D CNN's small convolutions and MLPs' matrix
@@ -143,17 +200,28 @@ class StackedModel:
                 weight = self.params[f"{name}.weight"]
                 self.params[f"{name}.weight"] = (
                     weight.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_())
+        for p in self.params.values():
+            p.grad = torch.zeros_like(p)  # kept and zeroed in place: member_parameters' gradients are views of it
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture only; weights live in the stacks
 
         def one(params, buffers, x):
             return functional_call(self.base, (params, buffers), (x,))
 
-        # "different": each replicate draws its own dropout masks
+        # "different": each member draws its own dropout masks
         self._own_input = vmap(one, randomness="different", chunk_size=chunk_size)
         self._shared_input = vmap(one, in_dims=(0, 0, None), randomness="different", chunk_size=chunk_size)
 
-    def parameters(self) -> list[torch.Tensor]:
-        return list(self.params.values())
+    def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
+        slices = []
+        for p in self.params.values():
+            piece = p.detach()[first:end]
+            piece.grad = p.grad[first:end]
+            slices.append(piece)
+        return slices
+
+    def zero_grad(self) -> None:
+        for p in self.params.values():
+            p.grad.zero_()
 
     def train(self) -> None:
         self.base.train()

@@ -7,25 +7,26 @@ checkpoint (model, optimizer, RNG states, epoch) a caller may save; a later
 bitwise on CPU. Ray's adapter (trainables.tune_adapter) saves the state as a
 Tune checkpoint; tests pass a function that appends to a list.
 
-The loop drives an engine (trainables.engines): one model, or with config
-`replicates` K > 1 the K seeds seed..seed+K-1 stacked into one batched
-computation. Replicate k is the run a single-seed trial makes with seed
-`seed + k`: its model is built and initialised from that seed, its data order and
-augmentation come from its own generator seeded the same way, and it has its own
-dropout masks, BatchNorm running statistics and optimizer state. Every epoch makes
-one row per replicate still training; a single-seed trial reports its one row as
-its metrics.
+The loop drives an engine (trainables.engines) of K members stacked into one batched
+computation: with config `replicates` K > 1 the K seeds seed..seed+K-1 of one configuration,
+with config `members` K fused configurations (trainables.registry.member_configs). Member k
+is the run a single-seed trial of its own config makes: its model is built and initialised
+from its seed, its data order and augmentation come from its own generator seeded the same
+way, and it has its own dropout masks (at its own rate), BatchNorm running statistics and
+optimizer state and hyperparameters. Every epoch makes one row per member still training
+(with its `seed`, and for fused members its index `member`); a single-seed trial reports
+its one row as its metrics.
 
-A non-finite training loss ends a replicate with `diverged=True` (its last row
+A non-finite training loss ends a member with `diverged=True` (its last row
 carries its test metrics): a diverging learning rate is a result of the study, not
-an error. The others go on; the trial ends when every replicate has finished or
+an error. The others go on; the trial ends when every member has finished or
 diverged.
 
-A batched trial's report holds the aggregate over replicates (config `aggregate`:
-mean, median or min of each metric, every replicate counted at its latest row),
+A batched trial's report holds the aggregate over members (config `aggregate`:
+mean, median or min of each metric, every member counted at its latest row),
 which is what a search optimises, and `replicate_metrics`: this epoch's rows, one
-per replicate still training, each with its own `seed`. study.export turns those
-into ordinary per-seed rows. Time columns of a replicate's rows are its share of
+per member still training. study.export turns those into ordinary per-run rows.
+Time columns of a member's rows are its share of
 the batched trial's time (the trial's time / K), so per-sample costs compare with
 single-seed trials.
 """
@@ -44,8 +45,8 @@ import torch.nn.functional as F
 from trainables import augment
 from trainables import data as datasets
 from trainables.engines import make_engine
-from trainables.optim import make_optimizer
-from trainables.registry import AGGREGATES, get_spec, resolve_config
+from trainables.optim import make_optimizer, member_groups
+from trainables.registry import AGGREGATES, get_spec, member_configs, resolve_config
 
 Report = Callable[[dict, dict], None]
 
@@ -194,7 +195,7 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         else:
             losses = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
             loss = losses.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
-        optimizer.zero_grad(set_to_none=True)
+        engine.zero_grad()
         loss.backward()
         if engine.watched:
             grad_sums += engine.grad_norms()
@@ -229,11 +230,14 @@ def fit(
     cfg = resolve_config(config)
     dev = pick_device(device)
     splits = trial_splits(cfg, dev, data_root, download, splits)
-    engine = make_engine(cfg, splits, dev)
+    members = member_configs(cfg)
+    engine = make_engine(members, splits, dev)
     seeds = engine.seeds
     k = len(seeds)
-    optimizer = make_optimizer(cfg["optimizer"], engine.parameters(), lr=cfg["lr"],
-                               weight_decay=cfg["weight_decay"], momentum=cfg["momentum"], nesterov=cfg["nesterov"])
+    fused = "members" in cfg  # rows name their member: fused members may share a seed
+    optimizer = make_optimizer(cfg["optimizer"], member_groups(cfg["optimizer"], members, engine.member_parameters),
+                               lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
+                               nesterov=cfg["nesterov"])
     data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]  # data order and augmentation, on the CPU
     first_epoch, train_time_s, history = 1, 0.0, []
     training = [True] * k  # False once a replicate has diverged
@@ -265,7 +269,8 @@ def fit(
         for r in range(k):
             if not training[r]:
                 continue
-            rows[r] = {"epoch": epoch, **({"seed": seeds[r]} if k > 1 else {}), "train_loss": train_losses[r],
+            rows[r] = {"epoch": epoch, **({"seed": seeds[r]} if k > 1 else {}), **({"member": r} if fused else {}),
+                       "train_loss": train_losses[r],
                        "train_acc": train_accs[r], "val_loss": val_losses[r], "val_acc": val_accs[r],
                        "epoch_time_s": epoch_s / k, "diverged": not np.isfinite(train_losses[r])}
             if engine.watched:

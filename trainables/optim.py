@@ -79,6 +79,8 @@ class CubicAdam(torch.optim.Optimizer):
 @dataclass(frozen=True)
 class OptimizerSpec:
     build: Callable[..., torch.optim.Optimizer]  # (params, lr, weight_decay, momentum, nesterov)
+    # the config keys it reads, which a parameter group may set for itself (fused members)
+    keys: tuple[str, ...] = ("lr", "weight_decay")
 
 
 def _sgd(params, lr, weight_decay, momentum, nesterov):
@@ -88,7 +90,7 @@ def _sgd(params, lr, weight_decay, momentum, nesterov):
 
 
 OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "sgd": OptimizerSpec(_sgd),
+    "sgd": OptimizerSpec(_sgd, keys=("lr", "weight_decay", "momentum", "nesterov")),
     "adam": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov: torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)),
     "adamw": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)),
     "rmsprop": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov: torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)),
@@ -97,9 +99,25 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
 
 
 def make_optimizer(name: str, params, *, lr: float, weight_decay: float = 0.0, momentum: float = 0.0, nesterov: bool = False):
+    """`params` as torch.optim takes them: tensors, or parameter groups whose own keys override these."""
     if name not in OPTIMIZERS:
         raise ConfigError(f"unknown optimizer {name!r}; choose one of: {', '.join(OPTIMIZERS)}")
     return OPTIMIZERS[name].build(params, lr, weight_decay, momentum, nesterov)
+
+
+def member_groups(name: str, members: list[dict], parameters_of) -> list[dict]:
+    """torch.optim parameter groups for the members of one trial: one group per run of
+    consecutive members with the same hyperparameters, over `parameters_of(first, end)`, the
+    tensors that hold members first..end-1 (one member's or one stacked slice's), so every
+    member is stepped with its own lr, weight decay and momentum by PyTorch's own optimizer."""
+    keys = OPTIMIZERS[name].keys
+    runs: list[list[int]] = []  # [first, end) per run
+    for i, member in enumerate(members):
+        if runs and all(member[k] == members[runs[-1][0]][k] for k in keys):
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    return [{"params": parameters_of(first, end), **{k: members[first][k] for k in keys}} for first, end in runs]
 
 
 # --- weight initialisation -------------------------------------------------
@@ -167,4 +185,4 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["CubicAdam", "OPTIMIZERS", "INITS", "make_optimizer", "init_weights", "resolve_init", "count_params"]
+__all__ = ["CubicAdam", "OPTIMIZERS", "INITS", "make_optimizer", "member_groups", "init_weights", "resolve_init", "count_params"]

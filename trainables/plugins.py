@@ -53,12 +53,14 @@ def register_dataset(name: str, load: Callable, *, downloadable: bool = False) -
 
 
 def register_trainable(name: str, *, dataset: str, build: Callable, defaults: Mapping | None = None,
-                       extra: Mapping | None = None, dropout_layers: int = 1) -> None:
+                       extra: Mapping | None = None, dropout_layers: int = 1, fusible: Iterable[str] = ()) -> None:
     """Add trainable `name`: `build(config, splits) -> torch.nn.Module` on registered dataset `dataset`.
 
     `defaults` override the common config defaults (optimizer, lr, epochs, ...); `extra` adds
     this trainable's own config keys with their defaults; `dropout_layers` is how many drop
-    probabilities a per-layer `dropout` list must give."""
+    probabilities a per-layer `dropout` list must give; `fusible` names keys of `extra` that change
+    only the model's values, not its shapes, so that `--fuse` may train configurations differing in
+    them as members of one trial."""
     from trainables.data import DATASETS
     from trainables.registry import COMMON_DEFAULTS, TRAINABLES, TrainableSpec
 
@@ -77,8 +79,13 @@ def register_trainable(name: str, *, dataset: str, build: Callable, defaults: Ma
     if shadowing:
         raise PluginError(f"register_trainable({name!r}): extra key {shadowing[0]!r} is a common key; "
                           "set its default in defaults= instead")
+    fusible = tuple(fusible)
+    not_extra = [k for k in fusible if k not in extra]
+    if not_extra:
+        raise PluginError(f"register_trainable({name!r}): fusible key {not_extra[0]!r} is not one of its extra keys; "
+                          "the common fusible keys (lr, weight_decay, dropout, ...) are fusible already")
     TRAINABLES[name] = TrainableSpec(dataset, build, defaults=defaults, extra=extra,
-                                     dropout_layers=lambda c: dropout_layers)
+                                     dropout_layers=lambda c: dropout_layers, fusible=fusible)
 
 
 def _check_name(what: str, name: str, registry: Mapping) -> None:

@@ -30,6 +30,8 @@ class TrainableSpec:
     extra: Mapping[str, object] = field(default_factory=dict)  # this trainable's own keys and defaults
     # how many drop probabilities the model takes (a per-layer `dropout` list must have as many)
     dropout_layers: Callable[[dict], int] = lambda c: 1
+    # its own keys (in `extra`) that only change values, not shapes: members of a fused trial may differ in them
+    fusible: tuple[str, ...] = ()
 
 
 COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
@@ -56,6 +58,16 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "replicates": 1,
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
 })
+
+
+# The common keys the members of one fused trial (config `members`) may differ in: each member's
+# model, data order and optimizer hyperparameters are its own (trainables.engines), while
+# everything else (the model's shapes, the optimizer, batch size, epochs, precision) is shared.
+FUSIBLE_KEYS = ("lr", "weight_decay", "momentum", "nesterov", "dropout", "init", "seed")
+
+
+def fusible_keys(trainable: str) -> tuple[str, ...]:
+    return (*FUSIBLE_KEYS, *get_spec(trainable).fusible)
 
 
 # How a batched trial's replicates combine into the one metric a search sees (config `aggregate`).
@@ -250,7 +262,46 @@ def get_spec(name: str) -> TrainableSpec:
 
 
 def resolve_config(config: Mapping) -> dict:
-    """The full config of one trial: defaults filled in, every value checked."""
+    """The full config of one trial: defaults filled in, every value checked.
+
+    A fused trial's `members` (a list of dicts of fusible keys, one per member) is kept as
+    given, after each member's config is checked the same way; a trial without it has no
+    `members` key."""
+    config = dict(config)
+    members = config.pop("members", None)
+    resolved = _resolve_one(config)
+    if members is None:
+        return resolved
+    if not isinstance(members, (list, tuple)) or not members or not all(isinstance(m, Mapping) for m in members):
+        raise ConfigError(f"members must be a non-empty list of tables of config keys, got {members!r}")
+    allowed = fusible_keys(resolved["trainable"])
+    for member in members:
+        shared = sorted(set(member) - set(allowed))
+        if shared:
+            raise ConfigError(f"members may differ only in {', '.join(allowed)}; {', '.join(shared)} sets the "
+                              "computation's shape or steps, so it must be one value for the whole trial")
+    if resolved["replicates"] > 1:
+        raise ConfigError("members and replicates do not combine: members differing only in seed are "
+                          "replicates; set replicates=1 and give the seeds as members")
+    if resolved["compile"] or resolved["channels_last"]:
+        raise ConfigError("compile and channels_last apply to single-seed trials; with members set "
+                          "compile=false and channels_last=false")
+    for member in members:
+        _resolve_one({**config, **member})
+    resolved["members"] = [dict(m) for m in members]
+    return resolved
+
+
+def member_configs(cfg: Mapping) -> list[dict]:
+    """The resolved configs of what one resolved trial config trains together: its `members`
+    (fused configurations), its `replicates` (seeds seed .. seed+K-1), or itself alone."""
+    shared = {k: v for k, v in cfg.items() if k != "members"}
+    if cfg.get("members"):
+        return [_resolve_one({**shared, **member}) for member in cfg["members"]]
+    return [{**shared, "seed": cfg["seed"] + r} for r in range(cfg["replicates"])]
+
+
+def _resolve_one(config: dict) -> dict:
     config = dict(config)
     if "trainable" not in config:
         raise ConfigError(f"config has no 'trainable' key; choose one of: {', '.join(TRAINABLES)}")
