@@ -51,7 +51,14 @@ class Study:
         return sorted({get_spec(t).dataset for t in self.trainables()})
 
     def expand(self, config: Mapping) -> dict:
-        """The trial config `fit` takes: bundle labels replaced by the keys they stand for."""
+        """The trial config `fit` takes: bundle labels replaced by the keys they stand for (in a
+        fused trial's shared keys and in each of its members)."""
+        config = self._expand_labels(config)
+        if "members" in config:
+            config["members"] = [self._expand_labels(member) for member in config["members"]]
+        return config
+
+    def _expand_labels(self, config: Mapping) -> dict:
         config = dict(config)
         for key, levels in self.bundles.items():
             if key in config:

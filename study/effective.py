@@ -12,7 +12,7 @@ from trainables.registry import resolve_config
 from study.definition import SMOKE_DATA, SMOKE_EPOCHS, Study, make_study
 from study.options import RunOptions
 from study.presets import get_study
-from study.spaces import grid_points, space_corners
+from study.spaces import fused_trials, grid_points, members_of, space_corners
 from study.study_file import read_study_file
 
 
@@ -41,9 +41,9 @@ def effective_study(options: RunOptions) -> Study:
                       metric=study.metric, mode=study.mode, search=study.search, space=study.space, plugins=plugins)
 
 
-def validate_study(study: Study, source: str | None = None) -> None:
-    """Resolve every config the study will run, so a bad one stops us before Ray starts;
-    `source`, the study file, starts the message."""
+def validate_study(study: Study, source: str | None = None, fuse: int | None = None) -> None:
+    """Resolve every config the study will run (its fused trials too, with --fuse K), so a bad
+    one stops us before Ray starts; `source`, the study file, starts the message."""
     try:
         if not study.trainables():
             raise ConfigError("the study names no trainable; set trainable in [fixed] or as an axis")
@@ -53,5 +53,7 @@ def validate_study(study: Study, source: str | None = None) -> None:
             return
         for config in grid_points(study.fixed, study.axes, study.seeds):
             resolve_config(study.expand(config))
+        for config in fused_trials(study, fuse) if fuse else []:
+            resolve_config(study.expand({**config, "members": members_of(config)}))
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") if source else exc from None

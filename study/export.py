@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 from study.contract import (EPOCH_METRICS, EPOCHS_FILE, FINAL_METRICS, META_GIT_COMMIT, META_RUN, META_STUDY,
                             META_VERSIONS, OPTIONAL_EPOCH_METRICS, TRIALS_FILE, TrialRecord)
 from study.presets import Study
+from study.spaces import members_of
 from study.storage import filesystem_of, is_uri, join
 from trainables.files import write_atomically
 from trainables.registry import resolve_config
@@ -177,12 +178,25 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
 
 def runs_of(trial_id: str, trial: TrialRecord) -> list[tuple[str, dict, list[dict]]]:
     """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a trial that
-    batched K seeds (config `replicates`, see trainables.loop), one run per seed.
+    batched K seeds (config `replicates`, see trainables.loop), one run per seed, or for a fused
+    trial (config `members`), one run per member.
 
-    A batched trial's epochs carry `replicate_metrics`, one row per seed still training;
-    each seed becomes a run of its own, `<trial id>-seed<seed>`, whose rows look exactly
-    like a single-seed trial's, so analysis never needs to know seeds were batched.
+    A batched trial's epochs carry `replicate_metrics`, one row per seed (member) still training;
+    each becomes a run of its own, `<trial id>-seed<seed>` (`<trial id>-m<index>`), whose rows
+    look exactly like a single-seed trial's, so analysis never needs to know runs were batched.
     """
+    members = members_of(trial["config"])
+    if members:
+        shared = {k: v for k, v in trial["config"].items() if k != "members"}
+        if len(members) == 1:  # one member trains as a single model and reports its row as it is
+            return [(f"{trial_id}-m0", {**shared, **members[0]}, trial["history"])]
+        by_member: dict[int, list[dict]] = {i: [] for i in range(len(members))}
+        for metrics in trial["history"]:
+            rows = metrics.get("replicate_metrics")
+            if isinstance(rows, list):
+                for row in rows:
+                    by_member[int(row["member"])].append(row)
+        return [(f"{trial_id}-m{i}", {**shared, **member}, by_member[i]) for i, member in enumerate(members)]
     replicates = trial["config"].get("replicates", 1)
     if replicates == 1:
         return [(trial_id, trial["config"], trial["history"])]

@@ -24,7 +24,7 @@ from study import export
 from study.contract import META_STUDY, TRIALS_FILE, TrialRecord
 from study.options import RunOptions
 from study.presets import Study
-from study.spaces import grid_points
+from study.spaces import fused_trials, grid_points, members_of
 from study.storage import filesystem_of, join
 
 EXTENSION_PREFIX = "extension-"
@@ -114,8 +114,9 @@ def trained_seeds(study: Study, trials: dict[str, TrialRecord]) -> dict[tuple, s
     return seeds
 
 
-def missing_trials(study: Study, trained: dict[tuple, set[int]]) -> list[dict]:
-    """The trial configs of the grid (at the study's new seed count) that no part trained."""
+def missing_trials(study: Study, trained: dict[tuple, set[int]], fuse: int | None = None) -> list[dict]:
+    """The trial configs of the grid (at the study's new seed count) that no part trained; with
+    `fuse`, those runs fused as the study fuses its grid."""
     batch = int(study.fixed.get("replicates", 1))
     missing = []
     for config in grid_points(study.fixed, study.axes, study.seeds):
@@ -126,7 +127,15 @@ def missing_trials(study: Study, trained: dict[tuple, set[int]]) -> list[dict]:
         elif not wanted <= have:  # a batch half trained: seeds were batched otherwise (refused as a grid change)
             raise UserError(f"seeds {sorted(wanted - have)} of one configuration were trained in another batch; "
                             "extend with the study's own --batch-seeds")
-    return missing
+    return fused_trials(study, fuse, missing) if fuse and missing else missing
+
+
+def trial_seeds(config: dict) -> list[int]:
+    """The seeds one trial config trains: its members', its replicates', or its own."""
+    members = members_of(config)
+    if members:
+        return [int(m["seed"]) for m in members]
+    return [int(config["seed"]) + r for r in range(int(config.get("replicates", 1)))]
 
 
 def unfinished(trials: dict[str, TrialRecord]) -> int:
@@ -137,8 +146,7 @@ def new_extension(options: RunOptions, seeds_before: int, seeds: int, trials: li
     """The record of one extension, kept in the run file and the Parquet metadata (hpstudy.run)."""
     return {"experiment": f"{EXTENSION_PREFIX}{len(options.extensions) + 1}", "seeds_before": seeds_before,
             "seeds": seeds, "trials": len(trials),
-            "seeds_trained": sorted({int(c["seed"]) + r for c in trials
-                                     for r in range(int(c.get("replicates", 1)))}),
+            "seeds_trained": sorted({seed for c in trials for seed in trial_seeds(c)}),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
@@ -172,7 +180,7 @@ def plan_extension(study: Study, options: RunOptions, wanted: int | None):
     if not_finished:
         raise UserError(f"{options.folder} has {not_finished} trials that did not finish; finish them first "
                         f"with the same command and --resume without --seeds, then add seeds")
-    missing = missing_trials(grown, trained_seeds(grown, trials))
+    missing = missing_trials(grown, trained_seeds(grown, trials), options.fuse)
     if not missing:
         gave = f" (seeds on demand gave some up to {options.max_seeds})" if options.max_seeds else ""
         raise UserError(f"every configuration of {options.name} already has {grown.seeds} seeds or more{gave}; "
@@ -196,5 +204,5 @@ def restart_extension(study: Study, options: RunOptions):
     as (options, study, the trials still missing); None where the last part can be restored."""
     if not options.extensions or has_saved_state(part_folders(options)[-1]):
         return None
-    missing = missing_trials(study, trained_seeds(study, from_study(study, options)))
+    missing = missing_trials(study, trained_seeds(study, from_study(study, options)), options.fuse)
     return (options, study, missing) if missing else None

@@ -31,7 +31,7 @@ DEFAULT_OPTUNA_SAMPLES = 20
 # file written before that option existed implies (study.run_file.resumed_options: a flag
 # given again must agree with the study; --seeds may grow, which extends it).
 RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
-                   "batch_seeds": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
+                   "batch_seeds": None, "fuse": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
                    "sets": {}, "axis_overrides": {}, "plugins": [], "optuna_storage": None, "extensions": []}
 
 
@@ -55,6 +55,7 @@ class RunOptions:
     max_failures: int
     asha: bool
     batch_seeds: int | None = None  # seeds trained together in one trial (trainables.engines.StackedModel)
+    fuse: int | None = None  # grid points (configurations and seeds) trained together as members of one trial
     aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
     max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
     smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
@@ -201,6 +202,9 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
                         help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
                              "multiple of K); each seed still gets its own rows in the results")
+    parser.add_argument("--fuse", type=_positive_int, metavar="K",
+                        help="train up to K grid points that differ only in lr, weight decay, momentum, dropout, "
+                             "init or seed as members of one batched trial; each member still gets its own rows")
     parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
                         help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
     parser.add_argument("--max-seeds", type=_positive_int, metavar="M",
@@ -258,6 +262,12 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     if args.smallest_effect is not None and args.max_seeds is None:
         parser.error("--smallest-effect decides when seeds on demand stop; add --max-seeds M "
                      "(the report takes its own --smallest-effect)")
+    if args.fuse is not None and is_optuna:
+        parser.error("--fuse packs a grid's points into trials; an Optuna search samples one config per trial, "
+                     "drop --fuse (or --batch-seeds K trains K seeds of each sampled config together)")
+    if args.fuse is not None and args.batch_seeds is not None:
+        parser.error("--fuse already trains a configuration's seeds together with the other members; "
+                     "drop --batch-seeds")
     if args.aggregate is not None and args.batch_seeds is None:
         parser.error("--aggregate combines the seeds of a batched trial; add --batch-seeds K")
     name = args.name or base.name
@@ -270,7 +280,7 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
         data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
         num_samples=args.num_samples, max_failures=args.max_failures, asha=args.asha,
-        batch_seeds=args.batch_seeds, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
+        batch_seeds=args.batch_seeds, fuse=args.fuse, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
         smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
         checkpoint_every_s=args.checkpoint_every_s, study_file=study_file, sets=sets, axis_overrides=axis_overrides,
         plugins=plugins, print_study=args.print_study, optuna_storage=args.optuna_storage,

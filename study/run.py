@@ -118,10 +118,24 @@ def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
     counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
     unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
     # a batched trial's seeds are counted one by one, as its rows are
-    what = f"{len(trials)} trials" if not options.batch_seeds else f"{len(trials)} seed runs ({options.batch_seeds} per trial)"
+    what = (f"{len(trials)} seed runs ({options.batch_seeds} per trial)" if options.batch_seeds else
+            f"{len(trials)} runs (fused, up to {options.fuse} per trial)" if options.fuse else f"{len(trials)} trials")
     return (f"{options.name}: {what}: {counts['completed']} completed, {counts['diverged']} diverged, "
             f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{EPOCHS_FILE} "
             f"and {TRIALS_FILE}")
+
+
+def fused_comment(study, options: RunOptions) -> str | None:
+    """What --fuse makes of the study, for --print-study (the study file itself has no run options)."""
+    if not options.fuse or study.search != "grid":
+        return None
+    from study.spaces import fused_trials, fusible_axes, members_of
+
+    trials = fused_trials(study, options.fuse)
+    runs = sum(len(members_of(t)) for t in trials)
+    differ = ", ".join([*fusible_axes(study), "seed"])
+    return (f"--fuse {options.fuse}: {runs} runs as {len(trials)} trials of up to {options.fuse} members; "
+            f"members of a trial differ in {differ}")
 
 
 def run(options: RunOptions, reuse_actors: bool = True) -> int:
@@ -132,7 +146,7 @@ def run(options: RunOptions, reuse_actors: bool = True) -> int:
         check_storage(options)
         options, wanted_seeds = resumed_options(options, load_run_file(options))
     study = effective_study(options)
-    validate_study(study, options.study_file)
+    validate_study(study, options.study_file, options.fuse)
     if options.resume:
         check_same_grid(study, options)
         # more seeds (--seeds N above the study's): a new part that trains only the missing runs
@@ -210,8 +224,8 @@ def main(preset: str | None, argv: list[str] | None = None) -> int:
         options = parse_args(preset, argv)
         if options.print_study:
             study = effective_study(options)
-            validate_study(study, options.study_file)
-            print(to_toml(study), end="")
+            validate_study(study, options.study_file, options.fuse)
+            print(to_toml(study, fused_comment(study, options)), end="")
             return 0
         return run(options)
     except UserError as error:

@@ -22,6 +22,7 @@ def run_info(options: RunOptions) -> dict:
             "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
             "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
             "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
+            "fuse": options.fuse,
             "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect,
             "checkpoint_every_s": options.checkpoint_every_s, "optuna_storage": options.optuna_storage,
             "log": list(options.log), "extensions": [dict(e) for e in options.extensions]}

@@ -10,7 +10,9 @@ open configuration has M seeds, or the last planned look is taken. Look k is at
 N + (k - 1) x step seeds (`step` K with `--batch-seeds K`, as batched trials; else N): a round
 brings each open configuration to the next look's count, so one that paused catches up. The
 searcher's state is saved with the experiment (Tune calls `save`), so `--resume` continues its
-rounds and no seed trains twice.
+rounds and no seed trains twice. With `--fuse K` a round's seed runs are fused as a grid's are
+(study.spaces.fused_trials): those of configurations that share everything not fusible train
+as members of one trial, up to K.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
 planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spending function
@@ -39,6 +41,7 @@ from tqdm.auto import tqdm
 from analysis.compare import analyse
 from analysis.load import Results
 from analysis.stats import conditional_power, look_alpha
+from study.spaces import pack, tune_config
 
 # An open comparison whose chance of a decision at --max-seeds (conditional power, current
 # trend) is under this gets no more seeds. Non-binding: stopping never adds a verdict, so the
@@ -125,11 +128,14 @@ class SeedsOnDemand(Searcher):
     """Suggests each configuration's seeds in rounds; more only where a comparison is open.
 
     `points` are the grid's configurations (axis levels, no seed), `fixed` the keys every trial
-    shares. With `replicates` K in `fixed` each trial trains K seeds, starting at its `seed`.
-    Its state is what Tune saves with the experiment; `saved_status(folder)` reads it back."""
+    shares. With `replicates` K in `fixed` each trial trains K seeds, starting at its `seed`; with
+    `fuse` K, up to K seed runs whose points differ only in the `fusible` axes train as the
+    members of one trial. Its state is what Tune saves with the experiment; `saved_status(folder)`
+    reads it back."""
 
     def __init__(self, spec: dict, points: list[dict], fixed: dict, first: int, most: int, step: int,
-                 smallest_effect: float, alpha: float, name: str, spending: str = "obrien-fleming"):
+                 smallest_effect: float, alpha: float, name: str, spending: str = "obrien-fleming",
+                 fuse: int | None = None, fusible: list[str] = ()):
         super().__init__()
         self.spec, self.points, self.fixed = spec, points, dict(fixed)
         self.first, self.most, self.step = first, most, step
@@ -138,9 +144,11 @@ class SeedsOnDemand(Searcher):
         self.looks = planned_looks(first, most, step)
         self.spending, self.fractions = spending, information_fractions(first, most, step)
         self.batch = int(self.fixed.get("replicates", 1))
+        self.fuse, self.fusible = fuse, list(fusible)
         self.seeds = [0] * len(points)  # seeds scheduled so far, per configuration
-        self.queue: list[tuple[int, int]] = []  # (configuration, first seed) trials still to suggest
-        self.running: dict[str, dict] = {}  # trial id -> configuration, first seed, last row per seed
+        # trials still to suggest, each its (configuration, first seed) runs: one, or with --fuse its members
+        self.queue: list[list[tuple[int, int]]] = []
+        self.running: dict[str, dict] = {}  # trial id -> its runs, the last row per seed (member)
         self.runs: list[dict] = []  # one row per finished seed run
         self.rounds: list[dict] = []
         self.decided, self.still_open, self.futile = 0, None, 0  # at the last look
@@ -155,13 +163,15 @@ class SeedsOnDemand(Searcher):
         and is open again catches up) and there are never more than `looks` of them."""
         scheduled = 0
         target = min(target, self.most)
+        runs = []
         for i in indices:
             for seed in range(self.seeds[i], target, self.batch):
-                self.queue.append((i, seed))
+                runs.append((i, seed))
                 scheduled += min(self.batch, target - seed)
             self.seeds[i] = max(self.seeds[i], target)
+        self.queue += self._trials(runs)
         record = {"round": len(self.rounds) + 1, "decided": decided, "open": still_open, "futile": futile,
-                  "scheduled": scheduled, "configurations": len(set(i for i, _ in self.queue))}
+                  "scheduled": scheduled, "configurations": len({i for trial in self.queue for i, _ in trial})}
         if scheduled:
             self.rounds.append(record)
             # tqdm.write: a line above the study's progress bar, not through it
@@ -171,6 +181,15 @@ class SeedsOnDemand(Searcher):
                        + f"{count(scheduled, 'seed run')} scheduled on {count(record['configurations'], 'configuration')}",
                        file=sys.stdout)
             sys.stdout.flush()
+
+    def _trials(self, runs: list[tuple[int, int]]) -> list[list[tuple[int, int]]]:
+        """A round's (configuration, seed) runs as trials: one run each, or fused as a grid is."""
+        if not self.fuse:
+            return [[run] for run in runs]
+
+        shared = [json.dumps({k: v for k, v in self.points[i].items() if k not in self.fusible}, sort_keys=True,
+                             default=str) for i, _ in runs]
+        return pack(runs, shared, self.fuse)
 
     def _key(self, point: dict, columns: list[str]) -> tuple:
         return tuple(_cell(point.get(c, self.fixed.get(c))) for c in columns)
@@ -217,17 +236,30 @@ class SeedsOnDemand(Searcher):
             return Searcher.FINISHED
         if not self.queue:
             return None  # the round is still running: ask again later
-        index, seed = self.queue.pop(0)
-        self.running[trial_id] = {"index": index, "seed": seed, "rows": {}}
-        return {**self.fixed, **self.points[index], "seed": seed}
+        runs = self.queue.pop(0)
+        self.running[trial_id] = {"runs": runs, "rows": {}}
+        if not self.fuse:
+            index, seed = runs[0]
+            return {**self.fixed, **self.points[index], "seed": seed}
+        index = runs[0][0]
+        members = [{**{k: v for k, v in self.points[i].items() if k in self.fusible}, "seed": seed} for i, seed in runs]
+        return tune_config({**self.fixed, **{k: v for k, v in self.points[index].items() if k not in self.fusible},
+                            "members": members})
+
+    def _row_key(self, trial: dict, row: dict) -> int:
+        """A row's place among its trial's runs: its member index (fused), else its seed."""
+        if self.fuse:
+            return int(row.get("member", 0))
+        return int(row.get("seed", trial["runs"][0][1]))
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         trial = self.running.get(trial_id)
         if trial is None:
             return
         rows = result.get("replicate_metrics")
-        for row in rows if isinstance(rows, list) else [{**result, "seed": trial["seed"]}]:
-            trial["rows"][int(row["seed"])] = {k: row.get(k) for k in ("test_acc", "chance_acc", "val_acc", "diverged")}
+        for row in rows if isinstance(rows, list) else [result]:
+            trial["rows"][self._row_key(trial, row)] = {k: row.get(k) for k in ("test_acc", "chance_acc", "val_acc",
+                                                                                 "diverged")}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if result:
@@ -235,10 +267,15 @@ class SeedsOnDemand(Searcher):
         trial = self.running.pop(trial_id, None)
         if trial is None:
             return
-        point = self.points[trial["index"]]
-        labels = {c: _cell(point.get(c, self.fixed.get(c))) for c in ["trainable", *point]}
-        for seed in range(trial["seed"], trial["seed"] + self.batch):
-            row = trial["rows"].get(seed)
+        if self.fuse:  # (configuration, seed, its rows' key) per member
+            runs = [(index, seed, member) for member, (index, seed) in enumerate(trial["runs"])]
+        else:
+            index, first = trial["runs"][0]
+            runs = [(index, seed, seed) for seed in range(first, first + self.batch)]
+        for index, seed, key in runs:
+            point = self.points[index]
+            labels = {c: _cell(point.get(c, self.fixed.get(c))) for c in ["trainable", *point]}
+            row = trial["rows"].get(key)
             status = "error" if error or row is None or row.get("test_acc") is None else (
                 "diverged" if row.get("diverged") else "completed")
             self.runs.append({**labels, "seed": seed, "status": status,
@@ -254,4 +291,10 @@ class SeedsOnDemand(Searcher):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         state.setdefault("spending", "equal")  # a study started before spending functions keeps its split
+        state.setdefault("fuse", None)  # a study started before --fuse: one run per trial
+        state.setdefault("fusible", [])
+        state["queue"] = [item if isinstance(item, list) else [tuple(item)] for item in state["queue"]]
+        state["running"] = {trial_id: trial if "runs" in trial else {"runs": [(trial["index"], trial["seed"])],
+                                                                      "rows": trial["rows"]}
+                            for trial_id, trial in state["running"].items()}
         self.__dict__.update(state)

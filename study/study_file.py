@@ -193,7 +193,9 @@ def _no_nulls(mapping: Mapping) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in mapping.items() if v is not None}
 
 
-def to_toml(study: Study) -> str:
+def to_toml(study: Study, header: str | None = None) -> str:
+    """The study as a study file; `header`, if given, as comment lines above it (how this run trains it)."""
     import tomlkit
 
-    return tomlkit.dumps(study_data(study))
+    comments = "".join(f"# {line}\n" for line in header.splitlines()) if header else ""
+    return comments + tomlkit.dumps(study_data(study))

@@ -17,7 +17,7 @@ from study.checks import open_optuna_storage
 from study.options import DEFAULT_OPTUNA_SAMPLES, RunOptions
 from study.progress import ProgressBar
 from study.presets import Study
-from study.spaces import grid_points, grid_space, search_space
+from study.spaces import fused_trials, fusible_axes, grid_points, grid_space, members_of, search_space
 
 
 def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str,
@@ -28,7 +28,8 @@ def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: st
 
     import_sources(plugin_sources or [])
 
-    trial_config = study.expand(config)
+    members = members_of(config)
+    trial_config = study.expand({**config, "members": members} if members is not None else config)
     dataset = TRAINABLES[trial_config["trainable"]].dataset
     train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset],
           checkpoint_every_s=CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s)
@@ -48,7 +49,8 @@ def seeds_on_demand(study: Study, options: RunOptions):
     points = [{k: v for k, v in p.items() if k != "seed"} for p in grid_points({}, study.axes, 1)]
     return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds, most=max(most, study.seeds),
                          step=batch if batch > 1 else study.seeds, smallest_effect=options.smallest_effect,
-                         alpha=0.05, name=options.name)
+                         alpha=0.05, name=options.name, fuse=options.fuse,
+                         fusible=fusible_axes(study) if options.fuse else [])
 
 
 def logger_callbacks(names, study_name: str) -> dict:
@@ -103,6 +105,8 @@ def trial_count(study: Study, options: RunOptions) -> int | None:
         return None
     if study.search == "optuna":
         return optuna_samples(options)
+    if options.fuse:
+        return len(fused_trials(study, options.fuse))
     return len(grid_points(study.fixed, study.axes, study.seeds))
 
 
@@ -140,16 +144,18 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
                    *([] if options.verbose else [ProgressBar(options.name, total, study.metric, study.mode)])],
         verbose=1 if options.verbose else 0,
     )
-    if extension:
+    if extension or (options.fuse and not options.resume and not options.max_seeds):
         from ray.tune.search import BasicVariantGenerator
 
-        # the grid's missing points, each one trial, exactly as the grid would have made them
+        # the trials as listed: an extension's missing grid points, each one trial exactly as the grid
+        # would have made it (or fused as the study fuses), or the fused trials of a new study
+        trials = list(extension[1]) if extension else fused_trials(study, options.fuse)
         tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
-                                      search_alg=BasicVariantGenerator(points_to_evaluate=list(extension[1])),
-                                      num_samples=len(extension[1]), max_concurrent_trials=options.max_concurrent,
+                                      search_alg=BasicVariantGenerator(points_to_evaluate=trials),
+                                      num_samples=len(trials), max_concurrent_trials=options.max_concurrent,
                                       trial_dirname_creator=trial_dirname)
         # the preset points are assigned over param_space's keys, which every point shares
-        return tune.Tuner(trainable, param_space=dict(extension[1][0]), tune_config=tune_config,
+        return tune.Tuner(trainable, param_space=dict(trials[0]), tune_config=tune_config,
                           run_config=run_config)
     if options.resume:
         from study.extend import part_folders
