@@ -36,11 +36,12 @@ def call_main(main, *args) -> int:
 
 
 def study_summary(output: str, name: str) -> tuple[str, list[str]]:
-    """A study's summary line (`NAME: N trials: ...` or `NAME: N seed runs ...`) and the lines
-    after it: the study's answer and the report command, or the seeds-on-demand summary first."""
+    """A study's summary line (`NAME: N trials: ...`, `NAME: N seed runs ...` or `NAME: N runs (fused
+    ...`) and the lines after it: the study's answer and the report command, or the seeds-on-demand
+    summary first."""
     lines = output.strip().splitlines()
     index = max(i for i, line in enumerate(lines)
-                if line.startswith(f"{name}: ") and (" trials: " in line or " seed runs (" in line))
+                if line.startswith(f"{name}: ") and any(s in line for s in (" trials: ", " seed runs (", " runs (fused")))
     return lines[index], lines[index + 1:]
 
 

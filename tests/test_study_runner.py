@@ -116,13 +116,21 @@ def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path,
         assert len((folder / trial_id / "result.json").read_text().splitlines()) == lines
 
 
-def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, data_root):
-    """--batch-seeds: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume continues
-    them from those checkpoints to the very rows the batched trials give uninterrupted."""
+# Two seeds per trial: batched (--batch-seeds 2, a grid_search of replicates) or fused (--seeds 2
+# --fuse 2, the listed trials of members that Tune restores through its BasicVariantGenerator)
+BATCHED = {"batch_seeds": (["--batch-seeds", "2"], "8 seed runs (2 per trial): 8 completed"),
+           "fused": (["--seeds", "2", "--fuse", "2"], "8 runs (fused, up to 2 per trial): 8 completed")}
+
+
+@pytest.mark.parametrize("how", list(BATCHED))
+def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(how, tmp_path, data_root):
+    """--batch-seeds or --fuse: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume
+    continues them from those checkpoints to the very rows the batched trials give uninterrupted."""
     epochs = 16
     storage = tmp_path / "interrupted"
     folder = storage / "mnist1d_grid"
-    args = ["--smoke", "--epochs", str(epochs), "--batch-seeds", "2", "--data-root", str(data_root),
+    flags, summary = BATCHED[how]
+    args = ["--smoke", "--epochs", str(epochs), *flags, "--data-root", str(data_root),
             "--storage", str(storage), "--checkpoint-every-s", "0"]
     proc = StudyProcess(*args, log=tmp_path / "first.log")
     wait_for(lambda: some_trial_reached_epoch(folder, 3), what="a trial at epoch 3")
@@ -133,7 +141,7 @@ def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(tmp_path, d
     assert len(finished) < 4  # the interruption did land mid-study
     code, out = StudyProcess(*args, "--resume", log=tmp_path / "resumed.log").finish()
     assert code == 0, out[-3000:]
-    assert "8 seed runs (2 per trial): 8 completed" in out
+    assert summary in out
     table = epoch_table(folder)
     assert len(table) == 8 * epochs and not table.duplicated(["trial_id", "epoch"]).any()
 
@@ -170,6 +178,9 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--checkpoint-every-s", "soon"], "argument --checkpoint-every-s: expected a number such as 1 or 0.25"),
     (["--checkpoint-every-s", "-5"], "argument --checkpoint-every-s: expected a number >= 0"),
     (["--cluster-config", "nope.yaml"], "--cluster-config nope.yaml does not exist"),
+    (["--fuse", "0"], "argument --fuse: expected a positive integer, got '0'"),
+    (["--fuse", "4", "--batch-seeds", "2"], "--fuse already trains a configuration's seeds together"),
+    (["--fuse", "4", "--set", "compile=true"], "with members set compile=false and channels_last=false"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
     code, err = run_main(capsys, *argv, "--storage", str(tmp_path / "results"))
@@ -187,6 +198,8 @@ def test_optuna_bad_trainable_and_seeds(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "invalid choice: 'resnet'" in err[0]
     code, err = run_main(capsys, "mnist1d_cnn", "--seeds", "3", "--storage", str(tmp_path), preset="optuna")
     assert code == 2 and len(err) == 1 and "drop --seeds" in err[0]
+    code, err = run_main(capsys, "mnist1d_cnn", "--fuse", "4", "--storage", str(tmp_path), preset="optuna")
+    assert code == 2 and len(err) == 1 and "an Optuna search samples one config per trial, drop --fuse" in err[0]
     assert list(tmp_path.iterdir()) == []
 
 
