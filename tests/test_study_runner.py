@@ -122,7 +122,9 @@ BATCHED = {"batch_seeds": (["--batch-seeds", "2"], "8 seed runs (2 per trial): 8
            "fused": (["--seeds", "2", "--fuse", "2"], "8 runs (fused, up to 2 per trial): 8 completed")}
 
 
-@pytest.mark.parametrize("how", list(BATCHED))
+# Only the fused variant runs, to hold the suite's time: the batched-seeds one differs from it only in
+# the grid_search that the single-seed SIGKILL test above restores; add "batch_seeds" to run it too.
+@pytest.mark.parametrize("how", ["fused"])
 def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(how, tmp_path, data_root):
     """--batch-seeds or --fuse: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume
     continues them from those checkpoints to the very rows the batched trials give uninterrupted."""
