@@ -174,7 +174,8 @@ class StackedModel:
     The optimizer steps `member_parameters(a, b)`: slices a..b-1 of the stacks as tensors of
     their own that share the stacks' memory (detached, so torch.optim takes them as leaves),
     with gradients that are the same slices of the stacks' gradients. Those gradients are
-    allocated once and zeroed in place, so the slices stay theirs; an optimizer's step on a
+    then allocated once and zeroed in place, so the slices stay theirs (one group over all
+    members, as for seed replicates, steps the stacks themselves, whose gradients are freed); an optimizer's step on a
     slice writes into the stacks that the next forward reads.
 
     `chunk_size=1` makes vmap run the model one member at a time (still one call, one
@@ -200,8 +201,7 @@ class StackedModel:
                 weight = self.params[f"{name}.weight"]
                 self.params[f"{name}.weight"] = (
                     weight.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_())
-        for p in self.params.values():
-            p.grad = torch.zeros_like(p)  # kept and zeroed in place: member_parameters' gradients are views of it
+        self.sliced = False  # whether an optimizer group holds a slice (then gradients stay, zeroed in place)
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture only; weights live in the stacks
 
         def one(params, buffers, x):
@@ -212,8 +212,13 @@ class StackedModel:
         self._shared_input = vmap(one, in_dims=(0, 0, None), randomness="different", chunk_size=chunk_size)
 
     def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
+        if first == 0 and end == len(self.seeds):  # one group for all (seed replicates): the stacks themselves
+            return list(self.params.values())
+        self.sliced = True
         slices = []
         for p in self.params.values():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)  # kept and zeroed in place: the slices' gradients are views of it
             piece = p.detach()[first:end]
             piece.grad = p.grad[first:end]
             slices.append(piece)
@@ -221,7 +226,10 @@ class StackedModel:
 
     def zero_grad(self) -> None:
         for p in self.params.values():
-            p.grad.zero_()
+            if self.sliced:
+                p.grad.zero_()
+            else:
+                p.grad = None
 
     def train(self) -> None:
         self.base.train()
