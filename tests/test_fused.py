@@ -12,17 +12,14 @@ from trainables.errors import ConfigError
 from trainables.optim import OPTIMIZERS
 
 from test_loop import run  # a trial collected as rows and serialised checkpoints
+from test_replicates import per_seed
 
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 
 def per_member(rows):
     """Fused reports -> {member index: [that member's rows]}."""
-    out = {}
-    for metrics in rows:
-        for row in metrics["replicate_metrics"]:
-            out.setdefault(row["member"], []).append(row)
-    return out
+    return per_seed(rows, key="member")
 
 
 def members_for(optimizer: str) -> list[dict]:

@@ -18,12 +18,12 @@ from test_loop import TIMING, run  # a trial collected as rows and serialised ch
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 
-def per_seed(rows):
-    """Batched reports -> {seed: [that seed's rows]}."""
+def per_seed(rows, key="seed"):
+    """Batched reports -> {seed (or another row key, e.g. `member`): [its rows]}."""
     out = {}
     for metrics in rows:
         for row in metrics["replicate_metrics"]:
-            out.setdefault(row["seed"], []).append(row)
+            out.setdefault(row[key], []).append(row)
     return out
 
 
