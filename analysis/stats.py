@@ -489,18 +489,21 @@ def seeds_to_decide(effect: float, unit_sd: float, seeds: int, df: float, level:
     def enough(n: np.ndarray) -> np.ndarray:
         return decision_power(effect, upper, n, np.maximum(per_seed * (n - 1), 1), level, smallest_effect) >= power
 
-    # a coarse geometric grid finds the bracket, a bisection over whole seeds the first that is enough
-    # (the chance of a decision grows with the seeds)
+    # a coarse geometric grid finds the bracket (the chance of a decision grows with the seeds), then
+    # the first whole number of seeds in it that is enough: every one at once in one vectorised
+    # call where the bracket is short (each call's cost is scipy's, not the numbers'), by bisection
+    # where it is long
     grid = np.unique(np.geomspace(seeds + 1, MAX_SEEDS_NEEDED, 48).round())
     reached = np.flatnonzero(enough(grid))
     if not len(reached):
         return MAX_SEEDS_NEEDED
     high = int(grid[reached[0]])
     low = int(grid[reached[0] - 1]) if reached[0] > 0 else seeds  # not enough (or the seeds it has)
-    while high - low > 1:
+    while high - low > 4096:
         middle = (low + high) // 2
         low, high = (low, middle) if enough(np.array([middle]))[0] else (middle, high)
-    return high
+    candidates = np.arange(low + 1, high + 1)
+    return int(candidates[np.flatnonzero(enough(candidates))[0]])
 
 
 # --- designs ---------------------------------------------------------------------------------

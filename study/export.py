@@ -67,8 +67,9 @@ def trial_row(base: dict, epochs: list[dict], last: dict, error: str | None, fin
     row["error"] = error
     row["epochs_completed"] = len(epochs)
     if epochs:
-        frame = pd.DataFrame(epochs)
-        best = frame.loc[frame["val_acc"].fillna(-1).idxmax()]
+        # the first epoch of highest val_acc, a missing one (None or NaN) counting as -1 (pandas' idxmax
+        # over fillna(-1)), without building a frame per trial: the export of a large study does this per run
+        best = max(epochs, key=lambda e: -1.0 if e["val_acc"] is None or e["val_acc"] != e["val_acc"] else e["val_acc"])
         row.update(final_val_acc=epochs[-1]["val_acc"], final_val_loss=epochs[-1]["val_loss"],
                    final_train_acc=epochs[-1]["train_acc"], final_train_loss=epochs[-1]["train_loss"],
                    best_val_acc=best["val_acc"], best_epoch=int(best["epoch"]))
@@ -117,6 +118,8 @@ def _one_type_per_column(frame: pd.DataFrame) -> pd.DataFrame:
     """A column holding JSON text for some trials (a per-layer dropout list) holds JSON text for all."""
     frame = frame.copy()
     for column in frame.columns:
+        if frame[column].dtype != object:  # a typed column holds one type already
+            continue
         values = frame[column].dropna()
         if values.map(lambda v: isinstance(v, str)).any() and values.map(lambda v: isinstance(v, (int, float))).any():
             frame[column] = frame[column].map(lambda v: v if v is None or isinstance(v, str) else json.dumps(v))
