@@ -174,11 +174,10 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         shifts = torch.stack([shift for _, shift, _ in draws]).to(dev)
         flips = torch.stack([flip for _, _, flip in draws]).to(dev)
     engine.train()
-    # Per step only what the step needs: each step's losses and predictions are kept (a detach and
-    # an argmax) and summed once after the epoch; accumulating them per step took 8 more small ops
-    # a step, which for the batch-16 Twitter POS MLP is a tenth of its step (benchmarks/README.md).
-    step_losses, step_predictions, batch_sizes = [], [], []
+    loss_sum = torch.zeros(k, device=dev)
+    correct = torch.zeros(k, device=dev, dtype=torch.int64)
     grad_sums = torch.zeros(k, len(engine.watched), device=dev)
+    steps = 0
     for i in range(0, n_used, batch_size):
         j = min(i + batch_size, n_used)
         idx = perms[:, i:j]
@@ -186,12 +185,13 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         if augment_size:
             xb = augment.apply(xb, shifts[:, i:j].flatten(0, 1), flips[:, i:j].flatten())
         xb = splits.prepare(xb).view(k, j - i, *item_shape)
-        yb = splits.train_y[idx].flatten()  # as the logits: replicate 0's batch, then replicate 1's, ...
+        yb = splits.train_y[idx]
         with autocast():
             logits = engine.train_logits(xb)
+        yb = yb.flatten()  # as the logits: replicate 0's batch, then replicate 1's, ...
         if k == 1:  # one model: the fused mean loss (a per-replicate reduction slows a small MLP; benchmarks/README.md)
             loss = F.cross_entropy(logits.float(), yb)
-            losses = loss
+            losses = loss.detach().view(1)
         else:
             losses = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
             loss = losses.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
@@ -200,17 +200,11 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         if engine.watched:
             grad_sums += engine.grad_norms()
         optimizer.step()
-        step_losses.append(losses.detach())
-        step_predictions.append(logits.detach().argmax(-1).view(k, -1))
-        batch_sizes.append(j - i)
-    steps = len(batch_sizes)
-    if not steps:  # no training data: no loss or accuracy to speak of
-        return [float("nan")] * k, [float("nan")] * k, [[0.0] * len(engine.watched)] * k
-    weights = torch.tensor(batch_sizes, device=dev, dtype=torch.float32)
-    loss_sums = (torch.stack(step_losses).view(steps, k).float() * weights[:, None]).sum(0)
-    correct = (torch.cat(step_predictions, 1) == splits.train_y[perms[:, :n_used]]).sum(1)
-    return ((loss_sums / n_used).tolist(), (correct.double() / n_used).tolist(),
-            (grad_sums / steps).tolist())
+        loss_sum += losses.detach() * (j - i)
+        correct += (logits.detach().argmax(-1) == yb).view(k, -1).sum(1)
+        steps += 1
+    return ((loss_sum / n_used).tolist(), (correct.double() / n_used).tolist(),
+            (grad_sums / max(steps, 1)).tolist())
 
 
 def fit(
