@@ -3,9 +3,8 @@
 Every trainable, one seed, at its default batch size and optimizer. Same model, data (the
 real ARK Twitter POS and MNIST-1D where at hand, synthetic data of the real shapes for the
 image datasets), batch size, optimizer and number of epochs (3; a trial's once-only work is
-amortised as in a real trial). The
-bare loop holds pre-normalised float tensors and does only randperm, slice,
-forward, loss, backward, step, plus one validation pass. The trainable does
+amortised as in a real trial). The bare loop holds pre-normalised float tensors and does
+only randperm, slice, forward, loss, backward, step, plus one validation pass. The trainable does
 what a trial does: uint8 data normalised per batch, running loss/accuracy,
 validation, the per-epoch report and a checkpoint written to disk.
 """
@@ -49,17 +48,17 @@ def mnist1d_splits() -> Splits:
 
 
 # Every trainable at its default batch size and optimizer, one seed: the data (real where it is
-# at hand, else synthetic of the real shape) and its size.
+# at hand, else synthetic of the real shape) and how to make it.
 CASES: dict[str, tuple[str, Callable[[], Splits]]] = {
-    "mnist_mlp": ("synthetic, 20 000 samples", lambda: synthetic_images(20000, (1, 28, 28), mean=(0.1307,), std=(0.3081,))),
-    "fashion_mnist_mlp": ("synthetic, 20 000 samples",
+    "mnist_mlp": ("synthetic", lambda: synthetic_images(20000, (1, 28, 28), mean=(0.1307,), std=(0.3081,))),
+    "fashion_mnist_mlp": ("synthetic",
                           lambda: synthetic_images(20000, (1, 28, 28), mean=(0.2860,), std=(0.3530,))),
-    "mnist1d_mlp": ("MNIST-1D, 3 600 samples", mnist1d_splits),
-    "mnist1d_cnn": ("MNIST-1D, 3 600 samples", mnist1d_splits),
-    "twitter_pos_mlp": ("ARK Twitter POS train windows", twitter_pos_splits),
-    "cifar10_lenet": ("synthetic, 10 000 samples",
+    "mnist1d_mlp": ("MNIST-1D", mnist1d_splits),
+    "mnist1d_cnn": ("MNIST-1D", mnist1d_splits),
+    "twitter_pos_mlp": ("ARK Twitter POS windows", twitter_pos_splits),
+    "cifar10_lenet": ("synthetic",
                       lambda: synthetic_images(10000, (3, 32, 32), mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))),
-    "stl10_conv6": ("synthetic, 1 000 samples",
+    "stl10_conv6": ("synthetic",
                     lambda: synthetic_images(1000, (3, 96, 96), mean=(0.45, 0.44, 0.41), std=(0.26, 0.26, 0.27))),
 }
 
