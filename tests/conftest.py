@@ -5,14 +5,25 @@ ARK Twitter POS (token<TAB>tag) files are written here with few samples;
 torchvision's own classes parse them. Torchvision verifies CIFAR-10 and STL-10
 against the published MD5 sums, so `register_fixture_checksums` swaps in the
 fixture files' sums (the documented way to test those parsers offline).
+
+The suite runs on two pytest-xdist workers, one test file each at a time (`-n 2 --dist loadfile`
+in pyproject.toml). Most files start their own local Ray instances, which coexist on random ports.
+A file marked `machine_wide` touches what every Ray on the machine shares (`ray start --head`
+writes /tmp/ray/ray_current_cluster, which a plain `ray.init()` connects to; `ray stop --force`
+kills every Ray process; SLURM's daemons): `machine_lock` runs it alone. A file marked `no_ray`
+starts no Ray at all (the statistics, the models, the loop called directly) and runs beside anything.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import gzip
 import hashlib
 import pickle
 import struct
+import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +35,42 @@ N_TRAIN, N_TEST = 120, 40
 # STL-10's 96x96 images cost 9x CIFAR-10's per sample; a smaller fixture keeps the STL studies
 # (ten batched seeds of conv6 among them) quick
 STL_TRAIN, STL_TEST = 60, 20
+
+
+# Two files for a readers-writer lock between the xdist workers (and any other run of this suite on
+# the machine): a file holds the main lock shared, a machine-wide file holds it alone. A writer
+# takes the gate first, so readers arriving after it wait for it instead of starving it.
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "hpstudy-tests-machine.lock"
+MACHINE_GATE = Path(tempfile.gettempdir()) / "hpstudy-tests-machine.gate"
+
+
+@contextlib.contextmanager
+def _flock(path: Path, mode: int):
+    with open(path, "a") as handle:
+        fcntl.flock(handle, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def machine_lock(request):
+    """Held for a whole test file, before its module fixtures start Ray: alone for a file marked
+    `machine_wide`, not at all for one marked `no_ray`, shared otherwise."""
+    if request.node.get_closest_marker("no_ray") is not None:
+        yield
+        ray = sys.modules.get("ray")
+        assert ray is None or not ray.is_initialized(), f"{request.node.name} is marked no_ray but started Ray"
+        return
+    alone = request.node.get_closest_marker("machine_wide") is not None
+    with open(MACHINE_LOCK, "a") as lock:
+        with _flock(MACHINE_GATE, fcntl.LOCK_EX):
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def call_main(main, *args) -> int:

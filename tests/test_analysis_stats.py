@@ -8,6 +8,8 @@ from scipy import stats as sps
 
 from analysis import stats
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 
 def two_configs(x, y, factor="activation", value="test_acc"):
     return pd.DataFrame({factor: ["relu"] * len(x) + ["gelu"] * len(y), "seed": [*range(len(x)), *range(len(y))],

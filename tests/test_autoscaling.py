@@ -18,6 +18,9 @@ import yaml
 from conftest import REPO
 from study.run import main
 
+# `ray start --head` is the cluster any plain ray.init() joins; `ray stop --force` kills every Ray
+pytestmark = pytest.mark.machine_wide
+
 # Ray's fake_multinode provider starts "nodes" as local raylets; the wheel ships no template of it.
 CLUSTER = {
     "cluster_name": "hpstudy_fake",

@@ -9,6 +9,8 @@ from conftest import N_TEST, N_TRAIN, SHARED_DATA, STL_TEST, STL_TRAIN, write_id
 from trainables import data
 from trainables.errors import DataError
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 
 @pytest.fixture(autouse=True)
 def fresh_process_cache():

@@ -6,6 +6,7 @@ measures are recorded in the README's analysis section."""
 
 import numpy as np
 import pandas as pd
+import pytest
 from scipy import stats as sps
 from statsmodels.stats.weightstats import ttost_paired
 
@@ -13,6 +14,8 @@ from analysis import findings
 from analysis.compare import analyse
 from analysis.load import load_results
 from synthetic import make_study, write_synthetic
+
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
 ACTIVATIONS = ["relu", "gelu", "elu", "silu", "mish", "leaky_relu", "tanh", "sigmoid"]
 QUIET, NOISY = 0.005, 0.05  # seed-to-seed spread: 0.5 points (the ReLU family), 5 points (saturating)

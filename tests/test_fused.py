@@ -14,6 +14,8 @@ from trainables.optim import OPTIMIZERS
 from test_loop import run  # a trial collected as rows and serialised checkpoints
 from test_replicates import per_seed
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 

@@ -9,6 +9,8 @@ import torch
 from trainables import fit, resolve_config
 from trainables.errors import ConfigError
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 TIMING = {"epoch_time_s", "train_time_s", "train_us_per_sample", "infer_us_per_sample"}
 
 

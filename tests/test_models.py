@@ -6,6 +6,8 @@ from trainables import models
 from trainables.activations import ACTIVATIONS, ALIASES, make_activation
 from trainables.errors import ConfigError
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 
 def test_activation_names_match_the_contract():
     assert set(ACTIVATIONS) == {"relu", "leaky_relu", "prelu", "elu", "celu", "selu", "gelu", "gelu_tanh",

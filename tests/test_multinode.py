@@ -12,6 +12,8 @@ from ray.cluster_utils import Cluster
 
 from study import export
 
+# Cluster's head writes /tmp/ray/ray_current_cluster, which any plain ray.init() would join
+pytestmark = pytest.mark.machine_wide
 EPOCHS = 150
 
 

@@ -7,6 +7,8 @@ from torch import nn
 from trainables.errors import ConfigError
 from trainables.optim import INITS, OPTIMIZERS, CubicAdam, init_weights, make_optimizer, resolve_init
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 
 def test_cubic_adam_follows_its_formula():
     torch.manual_seed(0)

@@ -6,6 +6,8 @@ import pytest
 
 from trainables import TRAINABLES, fit
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 ACTIVATIONS = ["relu", "gelu", "prelu"]
 
 

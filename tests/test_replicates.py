@@ -15,6 +15,8 @@ from trainables.loop import aggregate
 
 from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
 
+pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
+
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
 
 
