@@ -1,5 +1,7 @@
-"""Fused trials (config `members`, trainables.engines.StackedModel): each member is the run its own config makes alone."""
+"""Fused trials (config `members`; trainables.engines.StackedModel and LoopedModels): each member is
+the run its own config makes alone, whichever engine runs the members."""
 
+import io
 import math
 
 import pytest
@@ -7,16 +9,24 @@ import torch
 from scipy import stats
 
 from trainables import resolve_config
-from trainables.engines import MemberDropout
+from trainables.engines import LoopedModels, MemberDropout, StackedModel, make_engine
 from trainables.errors import ConfigError
 from trainables.optim import OPTIMIZERS
+from trainables.registry import member_configs
 
-from test_loop import run  # a trial collected as rows and serialised checkpoints
+from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
 from test_replicates import per_seed
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
 COMPARED = ["train_loss", "train_acc", "val_loss", "val_acc"]
+ENGINES = ["stacked", "looped"]
+
+
+class Data:  # what the models' builders read of the data: the input shape and the classes
+    def __init__(self, shape):
+        self.train_x = torch.zeros(1, *shape)
+        self.num_classes = 10
 
 
 def per_member(rows):
@@ -50,13 +60,14 @@ def members_for(optimizer: str) -> list[dict]:
 ROUNDING_AMPLIFIED = 5e-3
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("batchnorm", [False, True], ids=["plain", "bn"])
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
-def test_each_member_matches_its_unfused_run(optimizer, batchnorm, data_root):
+def test_each_member_matches_its_unfused_run(optimizer, batchnorm, engine, data_root):
     config = {"trainable": "mnist_mlp", "hidden": [32, 16], "batchnorm": batchnorm, "optimizer": optimizer,
               "epochs": 2, "max_eval_samples": 64, "grad_norms": True}
     members = members_for(optimizer)
-    fused, _ = run({**config, "members": members}, data_root)
+    fused, _ = run({**config, "members": members, "member_engine": engine}, data_root)
     by_member = per_member(fused)
     assert sorted(by_member) == [0, 1, 2, 3]
     for index, member in enumerate(members):
@@ -88,18 +99,10 @@ def test_each_member_drops_at_its_own_rate():
     """Members with different dropout rates: every member's model gets the same dropout layers,
     each holding the member's own rate, and under vmap each member's mask keeps its own share of
     units (a binomial test per member), scaled by 1 / (1 - p), drawn apart from the others'."""
-    from trainables.engines import make_engine
-    from trainables.registry import member_configs
-
     rates = [0.0, 0.2, 0.5, [0.7, 0.1]]
-    cfg = resolve_config({"trainable": "mnist_mlp", "hidden": [64, 64],
+    cfg = resolve_config({"trainable": "mnist_mlp", "hidden": [64, 64], "member_engine": "stacked",
                           "members": [{"dropout": p, "seed": 0} for p in rates]})
-
-    class Data:  # what the MLP's builder reads of the data: the input shape and the classes
-        train_x = torch.zeros(1, 1, 28, 28)
-        num_classes = 10
-
-    engine = make_engine(member_configs(cfg), Data, torch.device("cpu"))
+    engine = make_engine(member_configs(cfg), Data((1, 28, 28)), torch.device("cpu"))
     assert sum(isinstance(m, MemberDropout) for m in engine.base.modules()) == 2  # one per hidden layer
     layer_rates = sorted((name, value) for name, value in engine.buffers.items() if name.endswith(".p"))
     per_layer = [p if isinstance(p, list) else [p, p] for p in rates]
@@ -128,9 +131,10 @@ DIVERGING = {"trainable": "mnist1d_mlp", "epochs": 4, "max_train_samples": 512, 
              "optimizer": "sgd", "momentum": 0.9}
 
 
-def test_a_diverging_member_stops_while_the_others_train(data_root):
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_diverging_member_stops_while_the_others_train(engine, data_root):
     members = [{"lr": 0.05, "seed": 1}, {"lr": 1e4, "seed": 1}, {"lr": 0.05, "seed": 2}]
-    fused, _ = run({**DIVERGING, "members": members}, data_root)
+    fused, _ = run({**DIVERGING, "members": members, "member_engine": engine}, data_root)
     by_member = per_member(fused)
     diverging = by_member[1]
     assert diverging[-1]["diverged"] and diverging[-1]["epoch"] < 4
@@ -145,8 +149,40 @@ def test_a_diverging_member_stops_while_the_others_train(data_root):
     assert fused[-1]["replicates_diverged"] == 1 and not fused[-1]["diverged"]
 
 
+@pytest.mark.parametrize("trainable, shape, k, chosen", [
+    ("mnist1d_mlp", (40,), 2, LoopedModels),  # below the 4 members from which stacking pays on a CPU
+    ("mnist1d_mlp", (40,), 4, StackedModel),
+    ("mnist1d_cnn", (40,), 4, StackedModel),  # 1-D convolutions batch well
+    ("cifar10_lenet", (3, 32, 32), 8, LoopedModels),  # 2-D convolutions lose stacked on a CPU
+])
+def test_auto_runs_members_stacked_only_where_stacking_pays_on_a_cpu(trainable, shape, k, chosen):
+    members = [{"lr": 0.01 * (i + 1), "seed": 0} for i in range(k)]
+    auto = member_configs(resolve_config({"trainable": trainable, "members": members}))
+    assert type(make_engine(auto, Data(shape), torch.device("cpu"))) is chosen
+    for forced, engine in [("stacked", StackedModel), ("looped", LoopedModels)]:
+        cfg = resolve_config({"trainable": trainable, "members": members, "member_engine": forced})
+        assert type(make_engine(member_configs(cfg), Data(shape), torch.device("cpu"))) is engine
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_fused_trial_resumes_exactly_in_the_engine_that_saved_it(engine, data_root):
+    config = {"trainable": "mnist1d_cnn", "epochs": 3, "max_train_samples": 300, "batchnorm": True,
+              "dropout": 0.2, "member_engine": engine,
+              "members": [{"lr": 0.05, "seed": 0}, {"lr": 0.01, "seed": 0, "dropout": 0.4}]}
+    straight, states = run(config, data_root)
+    start = torch.load(io.BytesIO(states[0]), weights_only=True)  # stopped after epoch 1
+    assert start["engine"] == engine
+    # resumed under "auto" (which picks looped for 2 members on a CPU), it keeps the saving engine
+    resumed, _ = run({**config, "member_engine": "auto"}, data_root, start=start)
+    assert [m["epoch"] for m in resumed] == [2, 3]
+    for a, b in zip(straight[1:], resumed):
+        for ra, rb in zip(a["replicate_metrics"], b["replicate_metrics"]):
+            assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"members": []}, "non-empty list"),
+    ({"member_engine": "vmap"}, "member_engine"),
     ({"members": [{"lr": 0.1}, {"batch_size": 64}]}, "batch_size sets the computation's shape"),
     ({"members": [{"lr": 0.1}, {"activation": "gelu"}]}, "activation"),
     ({"members": [{"lr": -1}]}, "lr must be a positive number"),

@@ -1,4 +1,5 @@
-"""Seed-batched trials (config `replicates`, trainables.engines.StackedModel): each replicate is the run its seed would make alone."""
+"""Seed-batched trials (config `replicates`, trainables.engines.StackedModel or LoopedModels): each
+replicate is the run its seed would make alone."""
 
 import io
 import math
@@ -48,9 +49,12 @@ FAMILIES = {
 }
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_each_replicate_matches_its_unbatched_run(family, data_root):
-    config = {**FAMILIES[family], "epochs": 2, "max_eval_samples": 64}
+# Every family stacked (the batched computation); looped (plain models one after another, what
+# "auto" runs on a CPU for 2-D convolutions and for fewer than 4 members) on LeNet-5, and on the
+# MLPs in test_fused.py.
+@pytest.mark.parametrize("family, engine", [*[(f, "stacked") for f in FAMILIES], ("lenet5_bn_augment", "looped")])
+def test_each_replicate_matches_its_unbatched_run(family, engine, data_root):
+    config = {**FAMILIES[family], "epochs": 2, "max_eval_samples": 64, "member_engine": engine}
     batched, _ = run({**config, "replicates": 3, "seed": 5}, data_root)
     replicates = per_seed(batched)
     assert sorted(replicates) == [5, 6, 7]

@@ -16,7 +16,9 @@ model built and initialised from its own seed. The loop sees one interface whate
     state() / load_state() the model part of a checkpoint
 
 `SingleModel` is one plain module (with `compile` and `channels_last`);
-`StackedModel` runs K members as one batched computation:
+`LoopedModels` runs K plain modules one after another in each step, where stacking
+loses on a CPU (config `member_engine`, see `choose_engine`); `StackedModel` runs K
+members as one batched computation:
 `torch.func.stack_module_state` stacks the K models' parameters and buffers along
 a new leading dimension and `vmap` runs the one model definition over them, so
 every model in the registry (convolutions, BatchNorm, dropout, embeddings) is
@@ -107,21 +109,45 @@ def build_members(members: list[dict], splits: datasets.Splits, dev: torch.devic
     return models
 
 
-def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device):
-    """The engine for a trial's resolved member configs (trainables.registry.member_configs)."""
+# On a CPU, stacking K members pays for MLPs and the 1-D CNN from about 4 members (benchmarks/README.md,
+# fused configurations: the MNIST-1D MLP 0.78x at K=2, 1.23x at K=4) and not at all for 2-D
+# convolutions (LeNet-5 about 0.92x at every K, conv6 0.93x, even run one member at a time under vmap).
+STACK_FROM_ON_CPU = 4
+
+
+def choose_engine(members: list[dict], models: list[nn.Module], dev: torch.device) -> str:
+    """`member_engine` "auto": looped where stacking loses on a CPU, stacked otherwise (a GPU
+    batches what a CPU cannot; unmeasured)."""
+    chosen = members[0]["member_engine"]
+    if chosen != "auto":
+        return chosen
+    if dev.type == "cpu" and (len(members) < STACK_FROM_ON_CPU or has_image_convolutions(models[0])):
+        return "looped"
+    return "stacked"
+
+
+def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device, kind: str | None = None):
+    """The engine for a trial's resolved member configs (trainables.registry.member_configs).
+    `kind` (a checkpoint's "engine") overrides the choice: a resumed trial's optimizer state has
+    the layout of the engine that saved it."""
     first = members[0]
     if len(members) == 1:
         return SingleModel(build_model(first, splits, first["seed"], dev), first["seed"], compile=first["compile"],
                            channels_last=first["channels_last"] and splits.train_x.dim() == 4,
                            grad_norms=first["grad_norms"])
     models = build_members(members, splits, dev)
-    # On a CPU, 2-D convolutions run one member at a time (see StackedModel).
+    seeds = [m["seed"] for m in members]
+    if (kind or choose_engine(members, models, dev)) == "looped":
+        return LoopedModels(models, seeds, grad_norms=first["grad_norms"])
+    # A stacked trial on a CPU runs 2-D convolutions one member at a time (see StackedModel).
     chunk_size = 1 if dev.type == "cpu" and has_image_convolutions(models[0]) else None
-    return StackedModel(models, [m["seed"] for m in members], chunk_size=chunk_size, grad_norms=first["grad_norms"])
+    return StackedModel(models, seeds, chunk_size=chunk_size, grad_norms=first["grad_norms"])
 
 
 class SingleModel:
     """One model, one seed: K = 1."""
+
+    kind = "single"
 
     def __init__(self, model: nn.Module, seed: int, *, compile: bool = False, channels_last: bool = False,
                  grad_norms: bool = False):
@@ -168,6 +194,63 @@ class SingleModel:
         self.model.load_state_dict(state["model"])
 
 
+class LoopedModels:
+    """K members as K plain models, each step running one after another: forward, and one
+    backward through the sum of their losses, then one optimizer step over every member's
+    parameter group. Each member does the arithmetic of its run alone, so the trial is no slower
+    than its members apart and still saves K-1 trials' start-up, data loading and Ray
+    bookkeeping. Checkpoints hold the model state as StackedModel's (stacked along the member
+    dimension), so either engine reads the other's weights."""
+
+    kind = "looped"
+
+    def __init__(self, models: list[nn.Module], seeds: list[int], *, grad_norms: bool = False):
+        self.models = models
+        self.seeds = list(seeds)
+        self.n_params = count_params(models[0])
+        self.watched = watched_weights(models[0], grad_norms)
+        self._watched = [[m.get_parameter(name) for name in self.watched] for m in models]
+
+    def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
+        return [p for model in self.models[first:end] for p in model.parameters()]
+
+    def zero_grad(self) -> None:
+        for model in self.models:
+            for p in model.parameters():
+                p.grad = None
+
+    def train(self) -> None:
+        for model in self.models:
+            model.train()
+
+    def eval(self) -> None:
+        for model in self.models:
+            model.eval()
+
+    def train_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model(x[r]) for r, model in enumerate(self.models)])
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([model(x) for model in self.models])
+
+    def grad_norms(self) -> torch.Tensor:
+        return torch.stack([torch.stack([w.grad.norm() for w in weights]) for weights in self._watched])
+
+    def state(self) -> dict:
+        params = [dict(m.named_parameters()) for m in self.models]
+        buffers = [dict(m.named_buffers()) for m in self.models]
+        return {"params": {name: torch.stack([p[name].detach() for p in params]) for name in params[0]},
+                "buffers": {name: torch.stack([b[name] for b in buffers]) for name in buffers[0]}}
+
+    def load_state(self, state: dict) -> None:
+        with torch.no_grad():
+            for r, model in enumerate(self.models):
+                for name, value in state["params"].items():
+                    model.get_parameter(name).copy_(value[r])
+                for name, value in state["buffers"].items():
+                    model.get_buffer(name).copy_(value[r])
+
+
 class StackedModel:
     """K copies of one architecture as stacked parameters and buffers, run with vmap.
 
@@ -201,6 +284,7 @@ class StackedModel:
                 weight = self.params[f"{name}.weight"]
                 self.params[f"{name}.weight"] = (
                     weight.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_())
+        self.kind = "stacked"
         self.sliced = False  # whether an optimizer group holds a slice (then gradients stay, zeroed in place)
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture only; weights live in the stacks
 

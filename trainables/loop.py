@@ -231,7 +231,10 @@ def fit(
     dev = pick_device(device)
     splits = trial_splits(cfg, dev, data_root, download, splits)
     members = member_configs(cfg)
-    engine = make_engine(members, splits, dev)
+    # a resumed trial keeps the engine that saved its optimizer state (checkpoints before
+    # member_engine hold no "engine": K > 1 members were stacked)
+    resumed_engine = None if start is None or len(members) == 1 else start.get("engine", "stacked")
+    engine = make_engine(members, splits, dev, resumed_engine)
     seeds = engine.seeds
     k = len(seeds)
     fused = "members" in cfg  # rows name their member: fused members may share a seed
@@ -305,6 +308,7 @@ def fit(
             "epoch": epoch,
             "history": history,
             **engine.state(),
+            "engine": engine.kind,
             "optimizer": optimizer.state_dict(),
             **global_rng_state(dev),
             "data_rngs": [rng.get_state() for rng in data_rngs],

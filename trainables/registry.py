@@ -57,6 +57,10 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     # K seed replicates (seeds seed .. seed+K-1) trained as one batched computation (trainables.engines.StackedModel)
     "replicates": 1,
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
+    # how a trial of K > 1 members (replicates or fused members) runs them: "stacked" (one vmapped
+    # computation), "looped" (K plain models, one after another each step) or "auto": looped on a CPU
+    # where stacking loses there (2-D convolutions, fewer than 4 members), stacked otherwise
+    "member_engine": "auto",
 })
 
 
@@ -245,6 +249,7 @@ CHECKS: dict[str, Callable[[str, object], None]] = {
     "compile": _check_bool,
     "replicates": _check_positive_int,
     "aggregate": _check_choice(list(AGGREGATES)),
+    "member_engine": _check_choice(["auto", "stacked", "looped"]),
     # trainable-specific keys
     "hidden": _check_hidden,
     "depth": _check_optional_positive_int,
