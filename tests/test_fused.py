@@ -150,9 +150,9 @@ def test_a_diverging_member_stops_while_the_others_train(engine, data_root):
 
 
 @pytest.mark.parametrize("trainable, shape, k, chosen", [
-    ("mnist1d_mlp", (40,), 2, LoopedModels),  # below the 4 members from which stacking pays on a CPU
-    ("mnist1d_mlp", (40,), 4, StackedModel),
-    ("mnist1d_cnn", (40,), 4, StackedModel),  # 1-D convolutions batch well
+    ("mnist1d_mlp", (40,), 4, LoopedModels),  # below the 8 members from which stacking pays on a CPU
+    ("mnist1d_mlp", (40,), 8, StackedModel),
+    ("mnist1d_cnn", (40,), 8, StackedModel),  # 1-D convolutions batch well
     ("cifar10_lenet", (3, 32, 32), 8, LoopedModels),  # 2-D convolutions lose stacked on a CPU
 ])
 def test_auto_runs_members_stacked_only_where_stacking_pays_on_a_cpu(trainable, shape, k, chosen):

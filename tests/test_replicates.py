@@ -50,7 +50,7 @@ FAMILIES = {
 
 
 # Every family stacked (the batched computation); looped (plain models one after another, what
-# "auto" runs on a CPU for 2-D convolutions and for fewer than 4 members) on LeNet-5, and on the
+# "auto" runs on a CPU for 2-D convolutions and for fewer than 8 members) on LeNet-5, and on the
 # MLPs in test_fused.py.
 @pytest.mark.parametrize("family, engine", [*[(f, "stacked") for f in FAMILIES], ("lenet5_bn_augment", "looped")])
 def test_each_replicate_matches_its_unbatched_run(family, engine, data_root):

@@ -109,10 +109,12 @@ def build_members(members: list[dict], splits: datasets.Splits, dev: torch.devic
     return models
 
 
-# On a CPU, stacking K members pays for MLPs and the 1-D CNN from about 4 members (benchmarks/README.md,
-# fused configurations: the MNIST-1D MLP 0.78x at K=2, 1.23x at K=4) and not at all for 2-D
-# convolutions (LeNet-5 about 0.92x at every K, conv6 0.93x, even run one member at a time under vmap).
-STACK_FROM_ON_CPU = 4
+# On a CPU, stacking K members beats looping them for the MLPs from about 8 members and never for
+# 2-D convolutions (benchmarks/README.md, fused configurations, 2026-12-04, per-member throughput vs
+# separate trials, stacked / looped: MNIST-1D MLP K=4 1.29x / 1.38x, K=8 1.71x / 1.55x, K=16 2.10x /
+# 1.68x; MNIST MLP K=4 1.18x / 1.23x, K=8 1.16x / 1.35x, K=16 1.22x / 1.16x; LeNet-5 0.87-0.90x
+# stacked, 0.99-1.02x looped at every K).
+STACK_FROM_ON_CPU = 8
 
 
 def choose_engine(members: list[dict], models: list[nn.Module], dev: torch.device) -> str:

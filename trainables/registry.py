@@ -59,7 +59,7 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
     # how a trial of K > 1 members (replicates or fused members) runs them: "stacked" (one vmapped
     # computation), "looped" (K plain models, one after another each step) or "auto": looped on a CPU
-    # where stacking loses there (2-D convolutions, fewer than 4 members), stacked otherwise
+    # where stacking loses there (2-D convolutions, fewer than 8 members), stacked otherwise
     "member_engine": "auto",
 })
 
