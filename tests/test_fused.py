@@ -14,7 +14,7 @@ from trainables.errors import ConfigError
 from trainables.optim import OPTIMIZERS
 from trainables.registry import member_configs
 
-from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
+from test_loop import run, without_timing  # a trial collected as rows and serialised checkpoints
 from test_replicates import per_seed
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
@@ -176,8 +176,7 @@ def test_a_fused_trial_resumes_exactly_in_the_engine_that_saved_it(engine, data_
     resumed, _ = run({**config, "member_engine": "auto"}, data_root, start=start)
     assert [m["epoch"] for m in resumed] == [2, 3]
     for a, b in zip(straight[1:], resumed):
-        for ra, rb in zip(a["replicate_metrics"], b["replicate_metrics"]):
-            assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
+        assert without_timing(a["replicate_metrics"]) == without_timing(b["replicate_metrics"])
 
 
 @pytest.mark.parametrize("bad, message", [

@@ -271,6 +271,8 @@ class StackedModel:
     measurements behind this are in benchmarks/README.md (seed batching).
     """
 
+    kind = "stacked"
+
     def __init__(self, models: list[nn.Module], seeds: list[int] | None = None, *, chunk_size: int | None = None,
                  grad_norms: bool = False):
         self.seeds = list(seeds) if seeds is not None else list(range(len(models)))
@@ -286,7 +288,6 @@ class StackedModel:
                 weight = self.params[f"{name}.weight"]
                 self.params[f"{name}.weight"] = (
                     weight.detach().transpose(1, 2).contiguous().transpose(1, 2).requires_grad_())
-        self.kind = "stacked"
         self.sliced = False  # whether an optimizer group holds a slice (then gradients stay, zeroed in place)
         self.base = copy.deepcopy(models[0]).to("meta")  # the architecture only; weights live in the stacks
 

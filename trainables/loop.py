@@ -232,9 +232,8 @@ def fit(
     splits = trial_splits(cfg, dev, data_root, download, splits)
     members = member_configs(cfg)
     # a resumed trial keeps the engine that saved its optimizer state (checkpoints before
-    # member_engine hold no "engine": K > 1 members were stacked)
-    resumed_engine = None if start is None or len(members) == 1 else start.get("engine", "stacked")
-    engine = make_engine(members, splits, dev, resumed_engine)
+    # member_engine hold no "engine": K > 1 members were stacked; one member ignores it)
+    engine = make_engine(members, splits, dev, start.get("engine", "stacked") if start else None)
     seeds = engine.seeds
     k = len(seeds)
     fused = "members" in cfg  # rows name their member: fused members may share a seed
