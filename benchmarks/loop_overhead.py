@@ -6,7 +6,10 @@ image datasets), batch size, optimizer and number of epochs (3; a trial's once-o
 amortised as in a real trial). The bare loop holds pre-normalised float tensors and does
 only randperm, slice, forward, loss, backward, step, plus one validation pass. The trainable does
 what a trial does: uint8 data normalised per batch, running loss/accuracy,
-validation, the per-epoch report and a checkpoint written to disk.
+validation, the per-epoch report, the final test pass and the checkpoint file written to disk as
+Ray's adapter writes it (trainables.tune_adapter.CheckpointEvery: at most every 30 s by default and
+with the last report, so once in these short runs; `trainable_run(..., checkpoint_every_s=0)` saves
+every epoch).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from trainables import fit
 from trainables.data import Splits
 from trainables.optim import make_optimizer
 from trainables.registry import get_spec, resolve_config
+from trainables.tune_adapter import CHECKPOINT_EVERY_S, STATE_FILE, CheckpointEvery
 
 EPOCHS = 3
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real data where this machine has it
@@ -84,11 +88,14 @@ def bare_loop(config: dict, splits, x_train: torch.Tensor, x_val: torch.Tensor) 
                 model(x_val[i : i + 2048]).argmax(1)
 
 
-def trainable_run(config: dict, splits, folder: str) -> None:
-    def report(metrics, state):  # what Ray's adapter does: write the checkpoint file
-        torch.save(state, f"{folder}/state.pt")
+def trainable_run(config: dict, splits, folder: str, checkpoint_every_s: float = CHECKPOINT_EVERY_S) -> None:
+    """fit as Ray's adapter runs it, the checkpoint file written to disk when the adapter's
+    policy saves one (at the default every 30 s: a short trial saves once, with its last report)."""
+    def save(metrics, state):
+        torch.save(state, f"{folder}/{STATE_FILE}")
 
-    fit(config, report, splits=splits)
+    fit(config, CheckpointEvery(checkpoint_every_s, resolve_config(config)["epochs"], with_checkpoint=save,
+                                metrics_only=lambda metrics: None), splits=splits)
 
 
 def run(repeats: int = 7, names: list[str] | None = None) -> list[str]:

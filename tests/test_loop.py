@@ -5,9 +5,13 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
+from trainables import data as datasets
 from trainables import fit, resolve_config
+from trainables.engines import build_model
 from trainables.errors import ConfigError
+from trainables.loop import by_member, training_order
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
@@ -57,6 +61,37 @@ def test_resume_of_a_window_mlp_with_adam_and_dropout(data_root):
     full, states = run(config, data_root)
     resumed, _ = run(config, data_root, start=torch.load(io.BytesIO(states[0]), weights_only=True))
     assert without_timing(resumed) == without_timing(full[1:])
+
+
+def test_training_order_puts_each_steps_batches_of_every_member_in_one_slice():
+    k, n_used, batch = 3, 10, 4  # steps over samples 0-4, 4-8, 8-10
+    draws = torch.arange(k)[:, None] * 100 + torch.arange(11)  # member r's draw i is 100 r + i
+    ordered = training_order(draws, batch, n_used)
+    for i, j in ((0, 4), (4, 8), (8, 10)):
+        assert ordered[k * i : k * j].tolist() == [100 * r + s for r in range(k) for s in range(i, j)]
+    assert torch.equal(by_member(ordered, k, batch, n_used), draws[:, :n_used])
+    pairs = torch.stack([draws, -draws], -1)  # trailing dimensions (crop offsets) travel with their sample
+    assert torch.equal(training_order(pairs, batch, n_used)[:, 1], -ordered)
+
+
+@pytest.mark.parametrize("replicates", [1, 3])
+def test_training_loss_and_accuracy_are_the_means_over_the_epochs_samples(data_root, replicates):
+    """At an lr too small to move a weight, every step sees the initial model: each member's
+    epoch loss and accuracy are its initial model's over the training samples, as a plain
+    evaluation computes them (an independent check of the step-order bookkeeping)."""
+    config = {"trainable": "mnist1d_mlp", "optimizer": "sgd", "lr": 1e-30, "epochs": 1, "batch_size": 64,
+              "max_train_samples": 600, "replicates": replicates}  # 600 = 9 full batches + 24
+    rows, _ = run(config, data_root)
+    per_seed = rows[0]["replicate_metrics"] if replicates > 1 else rows
+    cfg = resolve_config(config)
+    splits = datasets.load("mnist1d", data_root).head(600, None)
+    for seed, row in enumerate(per_seed):
+        model = build_model(cfg, splits, seed, torch.device("cpu")).eval()  # no dropout or BatchNorm: eval = train
+        with torch.inference_mode():
+            logits = model(splits.prepare(splits.train_x))
+        assert row["train_loss"] == pytest.approx(F.cross_entropy(logits, splits.train_y).item(), rel=1e-5)
+        assert row["train_acc"] == pytest.approx((logits.argmax(1) == splits.train_y).double().mean().item(),
+                                                 abs=1e-12)
 
 
 def test_a_diverging_lr_ends_the_trial_with_diverged_true(data_root):

@@ -34,15 +34,20 @@ def checkpointed(folder: Path) -> dict[str, int]:
     return {trial.name: len(list(trial.glob("checkpoint_*"))) for trial in folder.glob("*") if trial.is_dir()}
 
 
-def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
+@pytest.mark.parametrize("fused", [False, True], ids=["trials", "fused-trials"])
+def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root, fused):
+    """Fused: 2 seeds of each of the 4 configurations, a trial of 2 members each; the trial on the
+    lost node resumes both members from its checkpoint."""
     cluster, workers = cluster
+    members = 2 if fused else 1
     folder = tmp_path / "mnist1d_grid"
     log = (tmp_path / "driver.log").open("w+")  # a file, not a pipe: a full pipe would stall the driver
     proc = subprocess.Popen(
         [sys.executable, "-m", "study.mnist1d_grid", "--smoke", "--epochs", str(EPOCHS), "--address", cluster.address,
          "--storage", str(tmp_path), "--data-root", str(data_root), "--max-failures", "3",
          "--checkpoint-every-s", "0",  # a checkpoint every epoch: progress the test can watch
-         "--shared-storage"],  # the nodes share this machine's disk
+         "--shared-storage",  # the nodes share this machine's disk
+         *(["--seeds", "2", "--fuse", "2"] if fused else [])],
         stdout=log, stderr=subprocess.STDOUT, text=True)
 
     # wait until two trials are running, a few epochs in and far from done: with one CPU per node,
@@ -60,21 +65,27 @@ def test_node_loss_mid_study_loses_nothing(cluster, tmp_path, data_root):
     proc.wait(timeout=300)
     out = (tmp_path / "driver.log").read_text()
     assert proc.returncode == 0, out[-4000:]
-    assert "4 trials: 4 completed, 0 diverged, 0 errored" in out
+    runs = 4 * members
+    summary = "8 runs (fused, up to 2 per trial): 8 completed" if fused else "4 trials: 4 completed"
+    assert f"{summary}, 0 diverged, 0 errored" in out
 
     epochs = pd.read_parquet(folder / export.EPOCHS_FILE)
     trials = pd.read_parquet(folder / export.TRIALS_FILE)
-    assert len(trials) == 4 and (trials["status"] == "completed").all()
+    assert len(trials) == runs and (trials["status"] == "completed").all()
     assert (trials["epochs_completed"] == EPOCHS).all()
-    assert len(epochs) == 4 * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
+    assert len(epochs) == runs * EPOCHS and not epochs.duplicated(["trial_id", "epoch"]).any()
     assert set(epochs["node_id"]) == {w.node_id for w in workers}  # both nodes trained
 
-    # the trial that ran on the victim continued on the surviving node from a checkpoint, not from epoch 1
-    nodes_per_trial = epochs.groupby("trial_id")["node_id"].agg(set)
-    moved = [trial for trial, nodes in nodes_per_trial.items() if victim.node_id in nodes and len(nodes) == 2]
-    assert len(moved) == 1 and moved[0] in running, (nodes_per_trial, running)
-    moved_rows = epochs[epochs["trial_id"] == moved[0]].sort_values("epoch")
-    assert moved_rows["epoch"].tolist() == list(range(1, EPOCHS + 1))
-    after = moved_rows.loc[moved_rows["node_id"] == workers[0].node_id, "epoch"].tolist()
-    assert after[0] > 1 and after[-1] == EPOCHS, after[:3]
-    assert (moved_rows.loc[moved_rows["node_id"] == victim.node_id, "epoch"] < after[0]).all()
+    # the trial that ran on the victim continued on the surviving node from a checkpoint, not from
+    # epoch 1, every member of it (a fused member's trial_id is its trial's, "-m<index>" added)
+    nodes_per_run = epochs.groupby("trial_id")["node_id"].agg(set)
+    moved = [run for run, nodes in nodes_per_run.items() if victim.node_id in nodes and len(nodes) == 2]
+    trial_of = (lambda run: run.rsplit("-m", 1)[0]) if fused else (lambda run: run)
+    assert len(moved) == members and {trial_of(run) for run in moved} <= set(running), (nodes_per_run, running)
+    assert len({trial_of(run) for run in moved}) == 1
+    for run in moved:
+        moved_rows = epochs[epochs["trial_id"] == run].sort_values("epoch")
+        assert moved_rows["epoch"].tolist() == list(range(1, EPOCHS + 1))
+        after = moved_rows.loc[moved_rows["node_id"] == workers[0].node_id, "epoch"].tolist()
+        assert after[0] > 1 and after[-1] == EPOCHS, after[:3]
+        assert (moved_rows.loc[moved_rows["node_id"] == victim.node_id, "epoch"] < after[0]).all()

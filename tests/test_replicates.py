@@ -74,13 +74,13 @@ def test_dropout_masks_differ_between_replicates():
     torch.manual_seed(0)
     model = models.mlp(20, [64], 3, activation="relu", batchnorm=False, dropout=0.5)
     stacked = StackedModel([model, model])  # two identical replicates: only dropout can tell them apart
-    x = torch.randn(8, 20).expand(2, 8, 20)
+    x = torch.randn(8, 20).repeat(2, 1)  # the same batch for both members
     stacked.train()
     out = stacked.train_logits(x).view(2, 8, -1)  # (replicate, batch, classes)
     assert not torch.allclose(out[0], out[1])
     stacked.eval()
     with torch.inference_mode():
-        evaluated = stacked.eval_logits(x[0]).view(2, 8, -1)
+        evaluated = stacked.eval_logits(x[:8]).view(2, 8, -1)
     assert torch.equal(evaluated[0], evaluated[1])  # eval mode: no dropout
 
 

@@ -10,7 +10,7 @@ model built and initialised from its own seed. The loop sees one interface whate
     member_parameters(a, b) the tensors holding members a..b-1, for their optimizer group
     zero_grad()            before each backward
     train() / eval()       the mode for the batches that follow (dropout, BatchNorm)
-    train_logits(x)        x: (K, batch, ...), each member its own batch -> (K * batch, classes)
+    train_logits(x)        x: (K * batch, ...), member r's own batch the r-th of K slices -> (K * batch, classes)
     eval_logits(x)         x: (batch, ...), the same inputs for every member -> (K * batch, classes)
     grad_norms()           (K, 2): gradient norms of the first and last weight layer (config `grad_norms`)
     state() / load_state() the model part of a checkpoint
@@ -162,13 +162,14 @@ class SingleModel:
         # `net` runs the batches; `model` (same parameters) is what checkpoints save, so a
         # compiled trial's state loads into an uncompiled one and back.
         self.net = torch.compile(model) if compile else model
+        self.parameters = list(model.parameters())  # listed once: model.parameters() walks the modules each call
         self.watched = [model.get_parameter(name) for name in watched_weights(model, grad_norms)]
 
     def member_parameters(self, first: int = 0, end: int = 1) -> list[torch.Tensor]:
         return list(self.model.parameters())
 
     def zero_grad(self) -> None:
-        for p in self.model.parameters():
+        for p in self.parameters:
             p.grad = None
 
     def train(self) -> None:
@@ -178,7 +179,6 @@ class SingleModel:
         self.net.eval()
 
     def train_logits(self, x: torch.Tensor) -> torch.Tensor:
-        x = x[0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
@@ -230,7 +230,7 @@ class LoopedModels:
             model.eval()
 
     def train_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([model(x[r]) for r, model in enumerate(self.models)])
+        return torch.cat([model(xr) for xr, model in zip(x.chunk(len(self.models)), self.models)])
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x) for model in self.models])
@@ -325,7 +325,8 @@ class StackedModel:
         self.base.eval()
 
     def train_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self._own_input(self.params, self.buffers, x).flatten(0, 1)
+        by_member = x.view(len(self.seeds), -1, *x.shape[1:])
+        return self._own_input(self.params, self.buffers, by_member).flatten(0, 1)
 
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._shared_input(self.params, self.buffers, x).flatten(0, 1)

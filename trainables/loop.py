@@ -158,40 +158,57 @@ def evaluate(engine, splits: datasets.Splits, x: torch.Tensor, y: torch.Tensor, 
     return (loss_sum / n).tolist(), (correct.double() / n).tolist()
 
 
+def training_order(draws: torch.Tensor, batch_size: int, n_used: int) -> torch.Tensor:
+    """Each member's epoch draws (K, n, ...) in the order the steps consume them: step s's batch
+    of member 0, then member 1's, ..., then step s+1's. The step over samples i..j is then the
+    contiguous slice [K*i, K*j), taken with one slice instead of per-step indexing and reshapes."""
+    k, rest = draws.shape[0], draws.shape[2:]
+    full_steps = n_used // batch_size
+    full = full_steps * batch_size
+    head = draws[:, :full].reshape(k, full_steps, batch_size, *rest).transpose(0, 1).reshape(-1, *rest)
+    return torch.cat([head, draws[:, full:n_used].reshape(-1, *rest)])
+
+
+def by_member(ordered: torch.Tensor, k: int, batch_size: int, n_used: int) -> torch.Tensor:
+    """The inverse of training_order for one value per sample: (K * n_used,) -> (K, n_used)."""
+    full = n_used // batch_size * batch_size
+    head = ordered[: k * full].view(-1, k, batch_size).transpose(0, 1).reshape(k, full)
+    return torch.cat([head, ordered[k * full :].view(k, -1)], 1)
+
+
 def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, data_rngs: list[torch.Generator],
                 augment_size: int | None, autocast) -> tuple[list, list, list]:
     """One pass over the training data for every replicate, each in the order its own generator draws.
 
     Returns each replicate's mean training loss, accuracy and (config `grad_norms`) mean
-    gradient norms of its first and last weight layer."""
+    gradient norms of its first and last weight layer. A step does little beyond a bare
+    PyTorch loop's (benchmarks/README.md, loop overhead): the epoch's sample order and targets are
+    laid out in step order once, and the running loss and accuracy are summed once at the end
+    from each step's detached loss and predictions, not with a handful of small ops per step."""
     k, dev = len(engine.seeds), splits.train_y.device
     n_train = len(splits.train_y)
     n_used = samples_used(n_train, batch_size)
-    item_shape = splits.train_x.shape[1:]
     draws = [epoch_draws(n_train, augment_size, rng) for rng in data_rngs]
-    perms = torch.stack([perm for perm, _, _ in draws]).to(dev)
+    order = training_order(torch.stack([perm for perm, _, _ in draws]), batch_size, n_used).to(dev)
     if augment_size:
-        shifts = torch.stack([shift for _, shift, _ in draws]).to(dev)
-        flips = torch.stack([flip for _, _, flip in draws]).to(dev)
+        shifts = training_order(torch.stack([shift for _, shift, _ in draws]), batch_size, n_used).to(dev)
+        flips = training_order(torch.stack([flip for _, _, flip in draws]), batch_size, n_used).to(dev)
+    targets = splits.train_y[order]
     engine.train()
-    loss_sum = torch.zeros(k, device=dev)
-    correct = torch.zeros(k, device=dev, dtype=torch.int64)
+    step_losses, step_predictions, step_sizes = [], [], []
     grad_sums = torch.zeros(k, len(engine.watched), device=dev)
-    steps = 0
     for i in range(0, n_used, batch_size):
         j = min(i + batch_size, n_used)
-        idx = perms[:, i:j]
-        xb = splits.train_x[idx.flatten()]
+        step = slice(k * i, k * j)  # every member's batch of this step: member 0's, then member 1's, ...
+        xb = splits.train_x[order[step]]
         if augment_size:
-            xb = augment.apply(xb, shifts[:, i:j].flatten(0, 1), flips[:, i:j].flatten())
-        xb = splits.prepare(xb).view(k, j - i, *item_shape)
-        yb = splits.train_y[idx]
+            xb = augment.apply(xb, shifts[step], flips[step])
+        yb = targets[step]
         with autocast():
-            logits = engine.train_logits(xb)
-        yb = yb.flatten()  # as the logits: replicate 0's batch, then replicate 1's, ...
+            logits = engine.train_logits(splits.prepare(xb))
         if k == 1:  # one model: the fused mean loss (a per-replicate reduction slows a small MLP; benchmarks/README.md)
             loss = F.cross_entropy(logits.float(), yb)
-            losses = loss.detach().view(1)
+            losses = loss
         else:
             losses = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
             loss = losses.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
@@ -200,11 +217,14 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         if engine.watched:
             grad_sums += engine.grad_norms()
         optimizer.step()
-        loss_sum += losses.detach() * (j - i)
-        correct += (logits.detach().argmax(-1) == yb).view(k, -1).sum(1)
-        steps += 1
+        step_losses.append(losses.detach())
+        step_predictions.append(logits.argmax(-1))
+        step_sizes.append(j - i)
+    sizes = torch.tensor(step_sizes, dtype=torch.float64, device=dev)
+    loss_sum = (torch.stack(step_losses).view(len(step_sizes), k).double() * sizes[:, None]).sum(0)
+    correct = by_member(torch.cat(step_predictions) == targets, k, batch_size, n_used).sum(1)
     return ((loss_sum / n_used).tolist(), (correct.double() / n_used).tolist(),
-            (grad_sums / max(steps, 1)).tolist())
+            (grad_sums / max(len(step_sizes), 1)).tolist())
 
 
 def fit(

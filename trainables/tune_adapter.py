@@ -42,19 +42,22 @@ def report_to_tune(metrics: dict, state: dict) -> None:
 
 class CheckpointEvery:
     """`report(metrics, state)` for fit: metrics to Tune every epoch, the state as a checkpoint
-    when `seconds` have passed since the last one (or the trial started), and always at its end."""
+    when `seconds` have passed since the last one (or the trial started), and always at its end.
+    `with_checkpoint(metrics, state)` and `metrics_only(metrics)` send them (Tune's by default;
+    the loop-overhead benchmark writes the file as a trial does, without Ray)."""
 
-    def __init__(self, seconds: float, epochs: int):
+    def __init__(self, seconds: float, epochs: int, with_checkpoint=report_to_tune, metrics_only=tune.report):
         self.seconds, self.epochs = seconds, epochs
+        self.with_checkpoint, self.metrics_only = with_checkpoint, metrics_only
         self.last = time.monotonic()
 
     def __call__(self, metrics: dict, state: dict) -> None:
         last_report = metrics["epoch"] >= self.epochs or metrics["diverged"]  # fit ends after this one
         if last_report or time.monotonic() - self.last >= self.seconds:
-            report_to_tune(metrics, state)
+            self.with_checkpoint(metrics, state)
             self.last = time.monotonic()
         else:
-            tune.report(metrics)
+            self.metrics_only(metrics)
 
 
 def trial_device() -> str:
