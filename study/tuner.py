@@ -40,6 +40,22 @@ def trial_dirname(trial) -> str:
     return trial.trial_id
 
 
+def listed_space(trials: list[dict]) -> dict:
+    """param_space for trials listed as points_to_evaluate. Tune assigns each point over the
+    space's keys (every point has the same keys) and warns, one line per key and point, where a
+    point's value is not the space's: so a key is fixed where every point agrees and a
+    tune.choice of the points' values where they differ (no values are drawn from it: num_samples
+    is the number of points)."""
+    space = {}
+    for key in trials[0]:
+        values = []
+        for trial in trials:
+            if trial[key] not in values:  # lists (hidden sizes) are not hashable
+                values.append(trial[key])
+        space[key] = values[0] if len(values) == 1 else tune.choice(values)
+    return space
+
+
 def seeds_on_demand(study: Study, options: RunOptions):
     """The Searcher for --max-seeds: rounds of seeds where comparisons are open."""
     from study.seeds_on_demand import SeedsOnDemand
@@ -154,8 +170,7 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
                                       search_alg=BasicVariantGenerator(points_to_evaluate=trials),
                                       num_samples=len(trials), max_concurrent_trials=options.max_concurrent,
                                       trial_dirname_creator=trial_dirname)
-        # the preset points are assigned over param_space's keys, which every point shares
-        return tune.Tuner(trainable, param_space=dict(trials[0]), tune_config=tune_config,
+        return tune.Tuner(trainable, param_space=listed_space(trials), tune_config=tune_config,
                           run_config=run_config)
     if options.resume:
         from study.extend import part_folders
