@@ -2,8 +2,8 @@
 
 import sys
 
-from benchmarks import (activation_cost, extension_error, findings_speed, fusion, loop_overhead, seed_batching,
-                        seeds_on_demand, shared_data, study_overhead, versus_dataloader)
+from benchmarks import (activation_cost, extension_error, findings_speed, fused_study, fusion, loop_overhead,
+                        seed_batching, seeds_on_demand, shared_data, study_overhead, versus_dataloader)
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,
@@ -16,6 +16,7 @@ BENCHMARKS = {
     "findings_speed": findings_speed.run,
     "extension_error": extension_error.run,
     "fusion": fusion.run,
+    "fused_study": fused_study.run,
 }
 
 

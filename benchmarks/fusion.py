@@ -31,6 +31,7 @@ LRS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
 CASES = {
     # trainable: (extra config, epochs, synthetic image shape or None for the real-format files)
     "mnist1d_mlp": ({"optimizer": "sgd", "momentum": 0.9}, 2, None),
+    "mnist1d_cnn": ({"optimizer": "sgd", "momentum": 0.9}, 2, None),
     "mnist_mlp": ({"max_train_samples": 4000}, 1, None),
     "cifar10_lenet": ({}, 1, (3, 32, 32)),
 }
