@@ -23,17 +23,19 @@ import tempfile
 import torch
 
 from benchmarks.common import interleaved, machine, synthetic_images, verdict, write_mnist_idx
+from benchmarks.loop_overhead import twitter_pos_splits
 from trainables import data as datasets
 from trainables.loop import fit
 from trainables.registry import get_spec, resolve_config
 
 LRS = (0.1, 0.05, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
 CASES = {
-    # trainable: (extra config, epochs, synthetic image shape or None for the real-format files)
+    # trainable: (extra config, epochs, the data: None for the real-format files under the data root)
     "mnist1d_mlp": ({"optimizer": "sgd", "momentum": 0.9}, 2, None),
     "mnist1d_cnn": ({"optimizer": "sgd", "momentum": 0.9}, 2, None),
     "mnist_mlp": ({"max_train_samples": 4000}, 1, None),
-    "cifar10_lenet": ({}, 1, (3, 32, 32)),
+    "cifar10_lenet": ({}, 1, lambda: synthetic_images(4000, (3, 32, 32))),
+    "twitter_pos_mlp": ({"max_train_samples": 3000, "max_eval_samples": 1000}, 2, twitter_pos_splits),
 }
 CPU_COUNTS = (2, 4, 8, 16)
 GPU_COUNTS = (1, 2, 4, 8, 16, 32, 64)
@@ -61,7 +63,7 @@ def fused(config: dict, k: int, data_root: str, splits, device: str = "cpu", eng
                        data_root=data_root, splits=splits, device=device)
 
 
-def run(repeats: int = 3, counts=CPU_COUNTS) -> list[str]:
+def run(repeats: int = 3, counts=CPU_COUNTS, names: list[str] | None = None) -> list[str]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     lines = [f"## fused configurations: K members (lr x seed) in one trial vs K separate trials  ({machine()})"]
@@ -69,9 +71,10 @@ def run(repeats: int = 3, counts=CPU_COUNTS) -> list[str]:
     try:
         with tempfile.TemporaryDirectory() as data_root:
             write_mnist_idx(data_root)
-            for trainable, (extra, epochs, shape) in CASES.items():
+            for trainable in names or CASES:
+                extra, epochs, make_splits = CASES[trainable]
                 config = {"trainable": trainable, "epochs": epochs, **extra}
-                splits = synthetic_images(4000, shape) if shape else None
+                splits = make_splits() if make_splits else None
                 if splits is None:
                     datasets.load(get_spec(trainable).dataset, data_root)  # loaded and cached before any timing
                 batch = resolve_config(config)["batch_size"]
@@ -123,7 +126,9 @@ def run_gpu(epochs: int = 2) -> list[str]:
 
 
 if __name__ == "__main__":
+    # python -m benchmarks.fusion [--gpu] [TRAINABLE ...]
+    names = [a for a in sys.argv[1:] if a != "--gpu"] or None
     if "--gpu" in sys.argv:
         print("\n".join(run_gpu()))
     else:
-        print("\n".join(run()))
+        print("\n".join(run(names=names)))

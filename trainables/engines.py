@@ -109,21 +109,30 @@ def build_members(members: list[dict], splits: datasets.Splits, dev: torch.devic
     return models
 
 
-# On a CPU, stacking K members beats looping them for the MLPs from about 8 members and never for
-# 2-D convolutions (benchmarks/README.md, fused configurations, 2026-12-04, per-member throughput vs
-# separate trials, stacked / looped: MNIST-1D MLP K=4 1.29x / 1.38x, K=8 1.71x / 1.55x, K=16 2.10x /
-# 1.68x; MNIST MLP K=4 1.18x / 1.23x, K=8 1.16x / 1.35x, K=16 1.22x / 1.16x; LeNet-5 0.87-0.90x
-# stacked, 0.99-1.02x looped at every K).
+# On a CPU, stacking K members beats looping them only for small MLPs from about 8 members, where
+# per-op overhead outweighs the arithmetic; looping wins for larger MLPs, embeddings and any
+# convolution (benchmarks/README.md, fused configurations, 2026-12-04, fused optimizers, per-member
+# throughput vs separate trials, stacked / looped: MNIST-1D MLP (15 210 weights) K=4 1.12x / 1.23x,
+# K=8 1.46x / 1.33x, K=16 1.74x / 1.45x; MNIST MLP (178 110) K=8 1.17x / 1.27x, K=16 1.11x / 1.22x;
+# MNIST-1D CNN K=8 1.27x / 1.38x, K=16 1.34x / 1.36x; LeNet-5 0.83-0.95x / 0.99-1.08x; Twitter POS
+# window MLP (410 423) K=8 0.90x / 1.14x, K=16 0.78x / 0.97x).
 STACK_FROM_ON_CPU = 8
+STACK_AT_MOST_PARAMS_ON_CPU = 50_000
+
+
+def stacks_well_on_cpu(model: nn.Module) -> bool:
+    """A small MLP: linear layers only (no convolution, no embedding), few weights."""
+    plain_mlp = not any(isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Embedding)) for m in model.modules())
+    return plain_mlp and count_params(model) <= STACK_AT_MOST_PARAMS_ON_CPU
 
 
 def choose_engine(members: list[dict], models: list[nn.Module], dev: torch.device) -> str:
-    """`member_engine` "auto": looped where stacking loses on a CPU, stacked otherwise (a GPU
-    batches what a CPU cannot; unmeasured)."""
+    """`member_engine` "auto": on a CPU, stacked for small MLPs from 8 members and looped otherwise;
+    on a GPU stacked (a GPU batches what a CPU cannot; unmeasured)."""
     chosen = members[0]["member_engine"]
     if chosen != "auto":
         return chosen
-    if dev.type == "cpu" and (len(members) < STACK_FROM_ON_CPU or has_image_convolutions(models[0])):
+    if dev.type == "cpu" and (len(members) < STACK_FROM_ON_CPU or not stacks_well_on_cpu(models[0])):
         return "looped"
     return "stacked"
 

@@ -58,8 +58,8 @@ COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
     "replicates": 1,
     "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
     # how a trial of K > 1 members (replicates or fused members) runs them: "stacked" (one vmapped
-    # computation), "looped" (K plain models, one after another each step) or "auto": looped on a CPU
-    # where stacking loses there (2-D convolutions, fewer than 8 members), stacked otherwise
+    # computation), "looped" (K plain models, one after another each step) or "auto": on a CPU stacked
+    # only for small MLPs from 8 members (trainables.engines.choose_engine), looped otherwise; on a GPU stacked
     "member_engine": "auto",
 })
 
