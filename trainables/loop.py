@@ -208,16 +208,17 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
             logits = engine.train_logits(splits.prepare(xb))
         if k == 1:  # one model: the fused mean loss (a per-replicate reduction slows a small MLP; benchmarks/README.md)
             loss = F.cross_entropy(logits.float(), yb)
-            losses = loss
+            losses = loss.detach()
         else:
-            losses = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
-            loss = losses.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
+            per_member = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
+            loss = per_member.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
+            losses = per_member.detach()
         engine.zero_grad()
         loss.backward()
         if engine.watched:
             grad_sums += engine.grad_norms()
         optimizer.step()
-        step_losses.append(losses.detach())
+        step_losses.append(losses)
         step_predictions.append(logits.argmax(-1))
         step_sizes.append(j - i)
     sizes = torch.tensor(step_sizes, dtype=torch.float64, device=dev)
