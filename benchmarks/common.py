@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -50,16 +52,28 @@ def machine() -> str:
             f"| {torch.get_num_threads()} threads | {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
 
 
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real data where this machine has it
+
+
+def copy_twitter_pos(root) -> bool:
+    """The real ARK Twitter POS files copied to root/twitter_pos, where loading them caches its
+    parse (not in ../shared/data); False where this machine has none."""
+    source = SHARED_DATA / "twitter_pos"
+    if not (source / "tweets-train.txt").exists():
+        return False
+    shutil.copytree(source, Path(root) / "twitter_pos")
+    return True
+
+
 def write_mnist_idx(root, n_train: int = 10000, n_test: int = 2000, seed: int = 0) -> None:
     """MNIST in its real IDX format under root/MNIST/raw: the real test digits when
     ../shared/data/mnist_t10k holds them (repeated as needed), random pixels otherwise."""
     import gzip
     import struct
-    from pathlib import Path
 
     import numpy as np
 
-    real = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist_t10k"
+    real = SHARED_DATA / "mnist_t10k"
 
     def read(path):
         raw = gzip.decompress(path.read_bytes())

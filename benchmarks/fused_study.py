@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import shutil
 import statistics
 import sys
 import tempfile
@@ -25,12 +24,11 @@ from pathlib import Path
 import pandas as pd
 import ray
 
-from benchmarks.common import machine, write_mnist_idx
+from benchmarks.common import SHARED_DATA, copy_twitter_pos, machine, write_mnist_idx
 from study.options import parse_args
 from study.run import run as run_study
 
 CPUS = 2
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # the real ARK Twitter POS files
 
 # study -> (flags of both arms, {arm: its extra flags})
 STUDIES = {
@@ -57,11 +55,7 @@ def data_for(preset: str, data_root: Path) -> bool:
     if preset == "lr_sensitivity":
         write_mnist_idx(data_root)
         return True
-    source = SHARED_DATA / "twitter_pos"
-    if not (source / "tweets-train.txt").exists():
-        return False
-    shutil.copytree(source, data_root / "twitter_pos")  # a temporary copy: the study caches its parse there
-    return True
+    return copy_twitter_pos(data_root)
 
 
 def run(repeats: int = 2, presets: list[str] | None = None) -> list[str]:

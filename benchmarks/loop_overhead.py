@@ -17,12 +17,11 @@ from __future__ import annotations
 import sys
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import interleaved, machine, synthetic_images, verdict
+from benchmarks.common import copy_twitter_pos, interleaved, machine, synthetic_images, verdict
 from trainables import data as datasets
 from trainables import fit
 from trainables.data import Splits
@@ -31,14 +30,14 @@ from trainables.registry import get_spec, resolve_config
 from trainables.tune_adapter import CHECKPOINT_EVERY_S, STATE_FILE, CheckpointEvery
 
 EPOCHS = 3
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real data where this machine has it
 
 
 def twitter_pos_splits() -> Splits:
     """The real ARK Twitter POS windows where ../shared/data has them; otherwise random word ids
     of the same shape (3-word windows, 25 tags) and size."""
-    if (SHARED_DATA / "twitter_pos" / "tweets-train.txt").exists():
-        return datasets.load("twitter_pos", SHARED_DATA)
+    with tempfile.TemporaryDirectory() as root:  # parsed from a copy; the cache is not kept
+        if copy_twitter_pos(root):
+            return datasets.load("twitter_pos", root)
     g = torch.Generator().manual_seed(0)
     vocab = tuple(f"w{i}" for i in range(4000))
     make = lambda n: (torch.randint(0, len(vocab), (n, 3), generator=g), torch.randint(0, 25, (n,), generator=g))  # noqa: E731

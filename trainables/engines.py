@@ -175,7 +175,7 @@ class SingleModel:
         self.watched = [model.get_parameter(name) for name in watched_weights(model, grad_norms)]
 
     def member_parameters(self, first: int = 0, end: int = 1) -> list[torch.Tensor]:
-        return list(self.model.parameters())
+        return list(self.parameters)
 
     def zero_grad(self) -> None:
         for p in self.parameters:
@@ -221,13 +221,14 @@ class LoopedModels:
         self.n_params = count_params(models[0])
         self.watched = watched_weights(models[0], grad_norms)
         self._watched = [[m.get_parameter(name) for name in self.watched] for m in models]
+        self.parameters = [list(m.parameters()) for m in models]  # per member, listed once (as SingleModel's)
 
     def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
-        return [p for model in self.models[first:end] for p in model.parameters()]
+        return [p for params in self.parameters[first:end] for p in params]
 
     def zero_grad(self) -> None:
-        for model in self.models:
-            for p in model.parameters():
+        for params in self.parameters:
+            for p in params:
                 p.grad = None
 
     def train(self) -> None:
