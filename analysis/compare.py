@@ -8,7 +8,7 @@ How a comparison is made (the design comes from analysis.design):
   margin x (1 - chance) failed. Effects are estimated on the runs that trained, and on every
   run of a configuration that never trained (its accuracy at chance is its result).
 - The effect of a level is a contrast of configuration means in metric ~ configuration + seed
-  (stats.BlockModel): the configurations of the level against those of the reference that
+  (analysis.model.BlockModel): the configurations of the level against those of the reference that
   differ only in this factor, averaged over the levels of the factors it is averaged over.
   Seeds are blocks; configurations whose seed-to-seed spreads Bartlett's test cannot tell
   apart share one residual variance (moderated toward each one's own as far as they differ),
@@ -33,7 +33,7 @@ How a comparison is made (the design comes from analysis.design):
   when there is nothing to estimate a spread from.
 - `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
   decides the comparison with probability 0.8, planned with the observed effect and an upper
-  70% bound of its spread (stats.seeds_to_decide), at the level of the study extended with
+  70% bound of its spread (seeds_to_decide), at the level of the study extended with
   them (`--seeds N --resume`, study.extend): an extension is one more look, splitting the
   share of alpha of the look it extends.
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
@@ -53,11 +53,16 @@ from analysis import stats
 from analysis.design import Design, study_design
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
-from analysis.words import amount, resume_command, signed
+from analysis.model import BlockModel
+from analysis.failures import (DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, mark_failures,
+                               probability_of_improvement)
+from analysis.power import seeds_to_decide
+from analysis.testing import Graph, Hypothesis, closed_test, look_alpha
+from analysis.words import resume_command, sentence
 from trainables.errors import UserError
 
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
-                    "p_adjusted", "verdict", "seeds_needed"]
+                    "p_adjusted", "test_level", "verdict", "seeds_needed"]
 VERDICTS = ("better", "worse", "equivalent", "inconclusive", "not testable")
 # metric -> whether higher is better; accuracies are fractions, reported in points (x 100)
 METRICS = {"test_acc": True, "final_val_acc": True, "best_val_acc": True, "test_loss": False, "final_val_loss": False}
@@ -73,7 +78,6 @@ class Analysis:
     metric: str
     smallest_effect: float
     alpha: float
-    correction: str
     margin: float  # a run that ended below chance + margin x (1 - chance) failed
     design: Design
     runs: pd.DataFrame  # runs with a result, marked with did_not_train / failure
@@ -89,8 +93,7 @@ class Analysis:
     extensions: int = 0  # times the study was extended with more seeds (study.extend)
     look: int = 1  # the look the results are at (a seeds-on-demand study's rounds)
     spending: str = "equal"  # how a seeds-on-demand study spends alpha over its looks
-    family: int = 0  # the tests the study could make (every stratum): the family alpha is spread over
-    level: float = float("nan")  # each test's level: family_alpha / family, Bonferroni
+    strata: int = 0  # the strata (datasets) tested: each tests its graph at family_alpha / strata
     spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
     spread: str = "grouped"
     # the command that adds seeds to the study, with {seeds} for the count (words.resume_command)
@@ -114,7 +117,7 @@ def findings(results: Results | str | Path, metric: str = DEFAULT_METRIC, baseli
 
 # --- the analysis -----------------------------------------------------------------------------
 
-def _check(results: Results, metric: str, smallest_effect: float, alpha: float, correction: str) -> None:
+def _check(results: Results, metric: str, smallest_effect: float, alpha: float) -> None:
     if metric not in METRICS:
         raise UserError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
     if metric not in results.trials:
@@ -125,19 +128,17 @@ def _check(results: Results, metric: str, smallest_effect: float, alpha: float, 
                         "e.g. 0.01 for one accuracy point")
     if not 0 < alpha < 1:
         raise UserError(f"--alpha must be between 0 and 1, got {alpha}; e.g. 0.05")
-    if correction not in stats.CORRECTIONS:
-        raise UserError(f"unknown correction {correction!r}; choose one of: {', '.join(stats.CORRECTIONS)}")
 
 
 def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
             smallest_effect: float | None = None, alpha: float = DEFAULT_ALPHA,
-            correction: str = "bonferroni", margin: float = stats.DEFAULT_CHANCE_MARGIN, looks: int | None = None,
+            margin: float = DEFAULT_CHANCE_MARGIN, looks: int | None = None,
             detail: bool = True, spread: str = "grouped") -> Analysis:
     """The comparisons of `results` and what they rest on.
 
     `smallest_effect` and `looks` default to what the study ran with (a seeds-on-demand study
     records both; see study.seeds_on_demand), else 0.01 and one look. The study's family is
-    tested at the share of alpha its last look spends (`stats.look_alpha`, by the spending the
+    tested at the share of alpha its last look spends (`look_alpha`, by the spending the
     run metadata names; alpha itself for one look), split with each extension (study.extend).
     `detail=False` skips the variance shares, failure table and importances (the findings
     alone, as `findings()` and the seeds-on-demand searcher need them). `spread="pooled"`
@@ -146,16 +147,16 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     if smallest_effect is None:
         smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
     looks = looks or results.run.get("looks") or 1
-    _check(results, metric, smallest_effect, alpha, correction)
+    _check(results, metric, smallest_effect, alpha)
     look, spending = len(results.run.get("rounds") or []) or looks, results.run.get("spending", "equal")
     extensions = len(results.run.get("extensions") or [])
     # the share of alpha of the results' look, split with each extension of the study
-    share = stats.look_alpha(alpha, look, looks, spending, results.run.get("fractions"))
+    share = look_alpha(alpha, look, looks, spending, results.run.get("fractions"))
     family_alpha, next_alpha = share / (1 + extensions), share / (2 + extensions)
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
     trials = results.trials
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
-    runs = stats.mark_failures(trials, margin=margin)
+    runs = mark_failures(trials, margin=margin)
     names = design.names
     untestable = None
     if design.search == "optuna":
@@ -163,18 +164,22 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     elif _one_seed_each(runs, [*design.strata, *names]):
         untestable = "each configuration has one seed: no seed-to-seed spread to test against"
 
-    # first every stratum's model and its share of the family (the family's size sets the
-    # level the interaction tests are read at), then the comparisons
     strata = [_Stratum(stratum_key, data, design, metric, testable=untestable is None, spread=spread)
               for stratum_key, data in _strata(runs, design.strata)]
-    family = sum(s.family for s in strata)
-    level = stats.per_comparison_level(family_alpha, family, correction)
+    # the strata (datasets) share the family's alpha equally; each tests its own graph
+    tested = [s for s in strata if s.model is not None and s.model.fitted] or strata
+    stratum_alpha = family_alpha / max(len(tested), 1)
     comparisons, interactions, shares, spreads = [], [], [], []
     for s in strata:
+        rows = s.comparisons(design, metric)
+        _test_stratum(s, rows, stratum_alpha)
         for row in s.interactions:
-            row["p_adjusted"] = stats.adjust([row["p"]], correction, m=family)[0]
-            row["simple_effects"] = bool(row["p"] < level)
-        comparisons += s.comparisons(design, metric)
+            hypothesis = row.pop("hypothesis")
+            row["level"] = hypothesis.level if hypothesis else np.nan
+            row["p_adjusted"] = min(1.0, alpha * row["p"] / row["level"]) if hypothesis and row["level"] > 0 \
+                else np.nan
+            row["simple_effects"] = bool(hypothesis and hypothesis.rejected)
+        comparisons += rows
         interactions += s.interactions
         spreads += s.spreads
         if untestable is None and names and detail:
@@ -182,20 +187,20 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
             trained = s.data[~s.data["did_not_train"]]
             table = stats.variance_shares(trained, names, metric, interactions=_unique_pairs(pairs))
             shares.append(table.assign(stratum=_label(s.key, {})))
+    interacting = {(r["stratum"], frozenset((r["factor"], r["other"]))) for r in interactions if r["simple_effects"]}
     # seeds_needed plans for the study extended with them (study.extend): one more look
-    next_level = stats.per_comparison_level(next_alpha, family, correction)
-    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, level, family,
-                    correction, next_level)
+    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha,
+                    next_alpha / family_alpha, interacting)
     importances = pd.DataFrame()
     if untestable and len(runs) and detail:
         importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
                                             categorical=set(names))
-    return Analysis(metric, smallest_effect, alpha, correction, margin, design, runs, excluded, table,
+    return Analysis(metric, smallest_effect, alpha, margin, design, runs, excluded, table,
                     pd.DataFrame(interactions, columns=_INTERACTION_COLUMNS),
                     pd.concat(shares, ignore_index=True) if shares else pd.DataFrame(
                         columns=["stratum", "source", "share", "ci_low", "ci_high"]),
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
-                    family_alpha, extensions, look, spending, family, level,
+                    family_alpha, extensions, look, spending, len(tested) if untestable is None else 0,
                     pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
                     None if untestable else resume_command(results.run, results.folder))
 
@@ -229,8 +234,9 @@ def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 _COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
-                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference"]
-_INTERACTION_COLUMNS = ["stratum", "factor", "other", "F", "p", "p_adjusted", "simple_effects"]
+                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference", "within", "stratum_key", "hypothesis",
+                       "p_failures"]
+_INTERACTION_COLUMNS = ["stratum", "factor", "other", "F", "p", "level", "p_adjusted", "simple_effects"]
 _SPREAD_COLUMNS = ["stratum", "configuration", "runs", "group", "sd", "df"]
 
 
@@ -247,98 +253,119 @@ def modelled_runs(data: pd.DataFrame, names: list[str], metric: str) -> pd.DataF
     return chosen.dropna(subset=[metric])
 
 
-def family_size(data: pd.DataFrame, design: Design) -> tuple[int, list[str]]:
-    """The tests one stratum could make, whatever its interaction tests find: per factor, each
-    level against the baseline averaged over the others, plus within each combination of
-    levels of every subset of the other varying factors (the simple effects an interaction
-    would call for): (levels - 1) x product of (1 + levels of each other); plus one
-    interaction test per pair of varying factors. Returns the count and the varying factors."""
-    varying = [f.name for f in design.factors if data[f.name].nunique() > 1]
-    count = 0
-    for name in varying:
-        product = math.prod(1 + data[other].nunique() for other in varying if other != name)
-        count += (data[name].nunique() - 1) * product
-    return count + math.comb(len(varying), 2), varying
-
-
 class _Stratum:
-    """One stratum (dataset): its model, interaction tests and configurations' spreads, and how
-    many tests it adds to the study's family; `comparisons()` once the interactions are read."""
+    """One stratum (dataset): its model, interaction tests and configurations' spreads, and
+    every comparison it could report: each factor's levels against the baseline averaged over
+    the others, and within each level of each other factor (simple effects)."""
 
     def __init__(self, key: dict, data: pd.DataFrame, design: Design, metric: str, testable: bool, spread: str):
         self.key, self.data = key, data
         names = design.names
         self.modelled = modelled_runs(data, names, metric)
-        self.family, varying = family_size(self.modelled, design) if testable else (0, [])
+        self.varying = [f.name for f in design.factors if data[f.name].nunique() > 1] if testable else []
         # the seed is a block where configurations share seeds (every grid study)
         block = "seed" if len(self.modelled) and self.modelled.groupby("seed").size().max() > 1 else None
-        self.model = stats.BlockModel(self.modelled, names, metric, block, spread=spread) if testable and names else None
+        self.model = BlockModel(self.modelled, names, metric, block, spread=spread) if testable and names else None
         self.spreads, self.interactions = [], []
         if self.model is None or not self.model.fitted:
             return
+        variances = self.model.config_variances
         for config, index in self.model.labels.items():
-            group = int(self.model.groups[index])
+            cluster = int(self.model.groups[index])
             self.spreads.append({"stratum": _label(key, {}), "configuration": ", ".join(map(str, config)),
-                                 "runs": int(self.model.n_runs[index]), "group": group,
-                                 "sd": math.sqrt(self.model.config_variances[index]),
-                                 "df": float(self.model.group_dfs[group])})
-        for i, a in enumerate(varying):
-            for b in varying[i + 1:]:
+                                 "runs": int(self.model.n_runs[index]), "group": cluster,
+                                 "sd": math.sqrt(variances[index]), "df": float(self.model.spreads.own_dfs[index])})
+        for i, a in enumerate(self.varying):
+            for b in self.varying[i + 1:]:
                 f_stat, p = self.model.interaction(names.index(a), names.index(b))
                 self.interactions.append({"stratum": _label(key, {}), "factor": a, "other": b, "F": f_stat, "p": p})
 
     def comparisons(self, design: Design, metric: str) -> list[dict]:
-        """Each level against the baseline: within each level of the factors it interacts with
-        (simple effects), averaged over the others."""
-        names, data, out = design.names, self.data, []
+        """Each level against the baseline averaged over the other factors (`within` None),
+        then within each level of each other varying factor (`within` that factor)."""
+        configs = _configurations(self.data, self.modelled, design.names, metric)
+        strata_values = tuple(self.key[s] for s in design.strata)
+        out = []
         for factor in design.factors:
-            interacting = [r["other"] if r["factor"] == factor.name else r["factor"] for r in self.interactions
-                           if r["simple_effects"] and factor.name in (r["factor"], r["other"])]
-            interacting = [g for g in names if g in interacting]  # in the study's order
-            cells = data.groupby(interacting, sort=False) if interacting else [((), data)]
-            for cell_key, cell in cells:
-                fixed = dict(zip(interacting, cell_key))
-                reference = cell[cell[factor.name] == factor.baseline]
-                for level in factor.levels:
-                    if level == factor.baseline:
-                        continue
-                    runs = cell[cell[factor.name] == level]
-                    row = _compare(runs, reference, factor.name, level, factor.baseline, names, metric, self.model,
-                                   self.modelled)
-                    if self.model is None:
-                        row["note"] = ""
-                    # the configurations this comparison rests on, as (*strata, *factors) tuples
-                    involved = pd.concat([runs, reference])[[*design.strata, *names]].drop_duplicates()
-                    row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
-                               stratum=_label(self.key, fixed),
-                               configurations=[tuple(r) for r in involved.itertuples(index=False)])
-                    out.append(row)
+            out += self._compare_within(factor, None, None, configs, strata_values, design, metric)
+            for other in self.varying:
+                if other == factor.name or factor.name not in self.varying:
+                    continue
+                position = design.names.index(other)
+                for level in dict.fromkeys(key[position] for key in configs):
+                    out += self._compare_within(factor, other, level, configs, strata_values, design, metric)
+        return out
+
+    def _compare_within(self, factor, within: str | None, within_level, configs: dict, strata_values: tuple,
+                        design: Design, metric: str) -> list[dict]:
+        names, out = design.names, []
+        position = names.index(factor.name)
+        cell = configs if within is None else {
+            key: c for key, c in configs.items() if key[names.index(within)] == within_level}
+        reference = {key: c for key, c in cell.items() if key[position] == factor.baseline}
+        for level in factor.levels:
+            if level == factor.baseline:
+                continue
+            chosen = {key: c for key, c in cell.items() if key[position] == level}
+            if within is not None and not chosen and not reference:
+                continue
+            row = _compare(chosen, reference, position, factor.baseline, self.model)
+            if self.model is None:
+                row["note"] = ""
+            row.update(metric=metric, factor=factor.name, level=level, reference=factor.baseline,
+                       stratum=_label(self.key, {} if within is None else {within: within_level}), within=within,
+                       stratum_key=_label(self.key, {}),
+                       # the configurations this comparison rests on, as (*strata, *factors) tuples
+                       configurations=[(*strata_values, *key) for key in (*chosen, *reference)])
+            out.append(row)
         return out
 
 
-def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, baseline, names: list[str],
-             metric: str, model: stats.BlockModel | None, modelled: pd.DataFrame) -> dict:
-    """One level against the reference: the contrast of their configuration means, averaged
-    over the levels of the factors it is averaged over, seed-blocked."""
-    ok, ok_ref = modelled.loc[modelled.index.isin(runs.index)], modelled.loc[modelled.index.isin(reference.index)]
-    out = {"n": len(ok), "n_ref": len(ok_ref), "runs": len(runs), "runs_ref": len(reference),
-           "failed": int(runs["did_not_train"].sum()), "failed_ref": int(reference["did_not_train"].sum()),
-           "seeds": min(ok["seed"].nunique(), ok_ref["seed"].nunique())}
+def _configurations(data: pd.DataFrame, modelled: pd.DataFrame, names: list[str], metric: str) -> dict:
+    """Per configuration (the tuple of its factors' levels, in order of appearance): its runs,
+    failed runs, modelled runs, their seeds and the sum of their metric."""
+    keys = pd.Series([tuple(r) for r in data[names].itertuples(index=False)], index=data.index)
+    modelled_keys = keys.loc[modelled.index]
+    configs = {}
+    for key, failed in zip(keys, data["did_not_train"]):
+        c = configs.setdefault(key, {"runs": 0, "failed": 0, "n": 0, "seeds": set(), "sum": 0.0})
+        c["runs"] += 1
+        c["failed"] += int(failed)
+    for key, seed, value in zip(modelled_keys, modelled["seed"], modelled[metric]):
+        c = configs[key]
+        c["n"] += 1
+        c["seeds"].add(seed)
+        c["sum"] += float(value)
+    return configs
+
+
+def _compare(chosen: dict, reference: dict, position: int, baseline, model: BlockModel | None) -> dict:
+    """One level against the reference (their configurations, from `_configurations`): the
+    contrast of their configuration means, averaged over the levels of the factors it is
+    averaged over, seed-blocked."""
+    def total(configs, field):
+        return sum(c[field] for c in configs.values())
+
+    n, n_ref = total(chosen, "n"), total(reference, "n")
+    seeds = set().union(*(c["seeds"] for c in chosen.values()))
+    seeds_ref = set().union(*(c["seeds"] for c in reference.values()))
+    out = {"n": n, "n_ref": n_ref, "runs": total(chosen, "runs"), "runs_ref": total(reference, "runs"),
+           "failed": total(chosen, "failed"), "failed_ref": total(reference, "failed"),
+           "seeds": min(len(seeds), len(seeds_ref))}
     # configurations of the level and of the reference that differ only in this factor
-    references = {tuple(r) for r in ok_ref[names].itertuples(index=False)}
     pairs = []
-    for key in dict.fromkeys(tuple(r) for r in ok[names].itertuples(index=False)):
-        partner = tuple(baseline if n == factor else v for n, v in zip(names, key))
-        if partner in references:
+    for key, c in chosen.items():
+        partner = (*key[:position], baseline, *key[position + 1:])
+        if c["n"] and partner in reference and reference[partner]["n"]:
             pairs.append((key, partner))
-    out["effect"] = float(ok[metric].mean() - ok_ref[metric].mean()) if len(ok) and len(ok_ref) else np.nan
+    out["effect"] = total(chosen, "sum") / n - total(reference, "sum") / n_ref if n and n_ref else np.nan
     difference = model.contrast(pairs) if model is not None else None
     if difference is not None:
         out["effect"] = difference.effect
     out["design"] = "" if difference is None else "seed-blocked" if model.blocked else "unblocked"
     out["difference"] = difference
-    if not len(runs) or not len(reference):
-        out["note"] = "no runs of " + ("this level" if not len(runs) else "the reference")
+    if not out["runs"] or not out["runs_ref"]:
+        out["note"] = "no runs of " + ("this level" if not out["runs"] else "the reference")
     elif not pairs:
         out["note"] = "no runs to compare"
     else:
@@ -346,106 +373,179 @@ def _compare(runs: pd.DataFrame, reference: pd.DataFrame, factor: str, level, ba
     return out
 
 
-def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, level: float, family: int,
-            correction: str, next_level: float) -> pd.DataFrame:
-    """Intervals, adjusted p, verdict and seeds needed, each test at the study's per-test
-    `level` (one family of `family` tests); a comparison with failed runs splits its level
-    between the accuracy and Fisher's test of the failure rates. Seeds needed are planned at
-    `next_level`, the level of the study extended with them."""
+# --- the testing procedure --------------------------------------------------------------------
+
+# the graph of one stratum (analysis.testing): the averaged comparisons hold most of alpha; each
+# pair of factors' interaction test and its simple effects a small share, so that an effect a
+# lone noisy configuration hides on average is still decided where it is clear; a rejected
+# interaction passes its share to its simple effects, emptied simple effects theirs to the
+# averaged comparisons, and emptied averaged comparisons theirs to the interactions
+PRIMARY_WEIGHT = 0.8
+SIMPLE_EFFECT_CONFIDENCE = 0.8  # an averaged `equivalent` needs each simple effect's interval at this inside the band
+
+
+def _hypothesis(row: dict) -> Hypothesis | None:
+    """The row's hypothesis: its accuracy part (where the model estimates it) and its failure
+    rates' Fisher test (where runs failed); None where it has neither."""
+    difference = row["difference"]
+    failures = bool(row["failed"] or row["failed_ref"])
+    p_failures = fisher_test(row["failed"], row["runs"], row["failed_ref"], row["runs_ref"]) \
+        if failures else float("nan")
+    row["p_failures"] = p_failures
+    if difference is None and not math.isfinite(p_failures):
+        return None
+    if difference is None:
+        return Hypothesis(float("nan"), p_failures=p_failures)
+    return Hypothesis(difference.p, difference.df, difference.of_runs, p_failures)
+
+
+def _test_stratum(stratum: _Stratum, rows: list[dict], alpha: float) -> None:
+    """The stratum's graph over its rows and interactions, tested at `alpha`; sets each row's
+    and interaction's hypothesis (with its levels and whether it was rejected)."""
+    for row in rows:
+        row["hypothesis"] = _hypothesis(row)
+    pairs = [frozenset((r["factor"], r["other"])) for r in stratum.interactions]
+    for r in stratum.interactions:
+        r["hypothesis"] = Hypothesis(r["p"]) if math.isfinite(r["p"]) else None
+    primary = [r["hypothesis"] for r in rows if r["within"] is None and r["hypothesis"] is not None]
+    interaction_nodes = [[r["hypothesis"]] if r["hypothesis"] is not None else [] for r in stratum.interactions]
+    simple_nodes = [[r["hypothesis"] for r in rows if r["within"] is not None and r["hypothesis"] is not None
+                     and frozenset((r["factor"], r["within"])) == pair] for pair in pairs]
+    k = len(pairs)
+    size = 1 + 2 * k
+    weights, transitions = np.zeros(size), np.zeros((size, size))
+    weights[0] = PRIMARY_WEIGHT if k else 1.0
+    for i in range(k):
+        interaction, simple = 1 + i, 1 + k + i
+        weights[interaction] = weights[simple] = (1 - PRIMARY_WEIGHT) / (2 * k)
+        transitions[0, interaction] = 1 / k
+        transitions[interaction, simple] = 1.0
+        transitions[simple, 0] = 1.0
+    run_variances = stratum.model.run_variances if stratum.model is not None and stratum.model.fitted else None
+    closed_test([primary, *interaction_nodes, *simple_nodes], Graph(weights, transitions), alpha, run_variances)
+
+
+def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: float, next_scale: float,
+            interacting: set) -> pd.DataFrame:
+    """Intervals, adjusted p, verdict and seeds needed of each row from its hypothesis as the
+    procedure left it: its interval at 1 - the level its accuracy part was last tested at
+    (within the metric's range), `better` / `worse` where rejected, `equivalent` by two
+    one-sided tests at that level where nothing argues against it (failure rates that differ
+    in the sample, a simple effect beyond the band). Seeds needed are planned at the row's
+    level x `next_scale` (the study extended with them: one more look). The rows kept are the
+    averaged comparisons, and the simple effects where their interaction was rejected or they
+    were decided."""
     higher_is_better = METRICS[metric]
     for column in ("ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit_sd", "df", "seeds_needed",
-                   "p_failures"):
+                   "test_level", "failures_level"):
         table[column] = np.nan
-    table["verdict"], table["decided_by"] = "not testable", ""
+    table["verdict"], table["decided_by"], table["why"] = "not testable", "", ""
+    bounded = metric.endswith("acc")  # a difference of accuracies lies in [-1, 1]
     for i in table.index:
-        row = table.loc[i]
+        row, hypothesis = table.loc[i], table.at[i, "hypothesis"]
         difference = row["difference"]
-        failures = bool(row["failed"] or row["failed_ref"])
-        part = level / 2 if failures else level  # each part's level; the halves add up to the comparison's
-        p_failures = stats.fisher_test(row["failed"], row["runs"], row["failed_ref"], row["runs_ref"]) \
-            if failures else np.nan
-        table.at[i, "p_failures"] = p_failures
-        failing_more = np.nan
-        if failures and row["runs"] and row["runs_ref"]:
-            failing_more = row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"]
-        fails_differ = bool(p_failures < part)  # NaN compares False
-        if difference is not None:
-            low, high = difference.interval(1 - part)
-            table.loc[i, ["ci_low", "ci_high", "confidence", "p", "unit_sd", "df"]] = [
-                low, high, 1 - part, difference.p, difference.unit_sd, difference.df]
-        parts = [p for p in (difference.p if difference is not None else np.nan, p_failures) if math.isfinite(p)]
-        if parts:
-            # the comparison's p: its smaller part, Bonferroni over its parts, then over the family
-            table.at[i, "p_adjusted"] = stats.adjust([min(1.0, min(parts) * (2 if failures else 1))], correction,
-                                                     m=family)[0]
-        if fails_differ:
-            table.at[i, "verdict"], table.at[i, "decided_by"] = ("worse" if failing_more else "better"), "failures"
+        if hypothesis is None:
             continue
+        table.at[i, "test_level"] = hypothesis.total_level
+        table.at[i, "failures_level"] = hypothesis.failures_level if hypothesis.has_failures else np.nan
+        ratios = [p / level for p, level in ((hypothesis.p, hypothesis.level),
+                                             (hypothesis.p_failures, hypothesis.failures_level))
+                  if math.isfinite(p) and level > 0]
+        table.at[i, "p_adjusted"] = min(1.0, alpha * min(ratios)) if ratios else np.nan
+        if hypothesis.has_failures and hypothesis.p_failures <= hypothesis.failures_level:
+            failing_more = row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"]
+            table.at[i, "verdict"], table.at[i, "decided_by"] = ("worse" if failing_more else "better"), "failures"
         if difference is None:
             continue
-        tost_low, tost_high = difference.interval(1 - 2 * part)  # two one-sided tests at the part's level
-        verdict = _verdict(low, high, tost_low, tost_high, smallest_effect, higher_is_better)
+        level = hypothesis.level
+        low, high = difference.interval(1 - level)
+        if bounded:
+            low, high = max(low, -1.0), min(high, 1.0)
+        table.loc[i, ["ci_low", "ci_high", "confidence", "p", "unit_sd", "df"]] = [
+            low, high, 1 - level, difference.p, difference.unit_sd, difference.df]
+        if table.at[i, "decided_by"] == "failures":
+            continue
+        tost_low, tost_high = difference.interval(1 - 2 * level)  # two one-sided tests at the level
+        verdict = _verdict(hypothesis.rejected and difference.p <= level, difference.effect, tost_low, tost_high,
+                           smallest_effect, higher_is_better)
+        if verdict == "equivalent":
+            table.at[i, "why"] = _not_equivalent_because(table, row, smallest_effect)
+            verdict = "inconclusive" if table.at[i, "why"] else verdict
         table.at[i, "verdict"] = verdict
         table.at[i, "decided_by"] = "" if verdict == "inconclusive" else metric
-        if verdict == "inconclusive":
-            planned = next_level / 2 if failures else next_level
-            table.at[i, "seeds_needed"] = stats.seeds_to_decide(difference.effect, difference.unit_sd,
-                                                                difference.seeds, difference.df, planned,
-                                                                smallest_effect)
-    table["finding"] = [_sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
+    table["depends_on"] = [_depends_on(table, row, smallest_effect, interacting) for _, row in table.iterrows()]
+    interaction_found = np.array([(row["stratum_key"], frozenset((row["factor"], row["within"]))) in interacting
+                                  for _, row in table.iterrows()], dtype=bool)
+    averaged = {(r["stratum_key"], r["factor"], r["level"]): r["verdict"] for _, r in table.iterrows()
+                if pd.isna(r["within"])}
+    # a decided simple effect says something its averaged row does not (sigmoid worse without
+    # batchnorm, where a noisy cell leaves the average open)
+    adds = np.array([r["verdict"] in ("better", "worse")
+                     and averaged.get((r["stratum_key"], r["factor"], r["level"])) != r["verdict"]
+                     for _, r in table.iterrows()], dtype=bool)
+    keep = table["within"].isna() | adds | interaction_found
+    table = table[keep].copy()
+    for i in table.index[table["verdict"] == "inconclusive"]:
+        difference = table.at[i, "difference"]
+        table.at[i, "seeds_needed"] = seeds_to_decide(difference.effect, difference.unit_sd, difference.seeds,
+                                                            difference.df, table.at[i, "hypothesis"].level * next_scale,
+                                                            smallest_effect)
+    table["finding"] = [sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
-    return table.drop(columns="difference")
+    return table.drop(columns=["difference", "hypothesis"]).reset_index(drop=True)
 
 
-def _verdict(low: float, high: float, tost_low: float, tost_high: float, smallest_effect: float,
+def _simple_effects(table: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
+    """The simple effects of an averaged row: its level within each level of each other factor."""
+    return table[(table["factor"] == row["factor"]) & (table["level"] == row["level"]) & table["within"].notna()
+                 & (table["stratum_key"] == row["stratum_key"])]
+
+
+def _not_equivalent_because(table: pd.DataFrame, row: pd.Series, smallest_effect: float) -> str:
+    """Why a row the two one-sided tests put inside the band is not `equivalent`, or ''."""
+    if row["runs"] and row["runs_ref"] and row["failed"] / row["runs"] != row["failed_ref"] / row["runs_ref"]:
+        more = "it fails" if row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"] else "the reference fails"
+        return f"{more} more often ({row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']})"
+    if pd.isna(row["within"]):
+        # equivalent on average is read as no effect that matters anywhere: each simple effect's
+        # 80% interval must stay inside the band too (a crossover, +1.2 with batchnorm and -1.2
+        # without, averages to an equivalent 0)
+        simple = _simple_effects(table, row)
+        beyond = [r["within"] for _, r in simple.iterrows()
+                  if r["difference"] is not None and not _inside(r["difference"], smallest_effect)]
+        if beyond:
+            return f"its effect may depend on {', '.join(dict.fromkeys(beyond))}"
+    return ""
+
+
+def _inside(difference, smallest_effect: float) -> bool:
+    low, high = difference.interval(SIMPLE_EFFECT_CONFIDENCE)
+    return -smallest_effect < low and high < smallest_effect
+
+
+def _depends_on(table: pd.DataFrame, row: pd.Series, smallest_effect: float, interacting: set) -> str:
+    """For an averaged row: the factors its effect was found to depend on (a rejected
+    interaction), or whose simple effects go opposite ways beyond the band."""
+    if not pd.isna(row["within"]):
+        return ""
+    simple = _simple_effects(table, row)
+    others = []
+    for other, cells in simple.groupby("within", sort=False):
+        crossing = (cells["effect"] >= smallest_effect).any() and (cells["effect"] <= -smallest_effect).any()
+        if (row["stratum_key"], frozenset((row["factor"], other))) in interacting or crossing:
+            others.append(other)
+    return ", ".join(others)
+
+
+def _verdict(rejected: bool, effect: float, tost_low: float, tost_high: float, smallest_effect: float,
              higher_is_better: bool) -> str:
     # a real difference is reported as one even when it is smaller than what matters (the
     # sentence says so); equivalence is TOST: the 1 - 2 level interval inside the band
-    if low > 0:
-        return "better" if higher_is_better else "worse"
-    if high < 0:
-        return "worse" if higher_is_better else "better"
+    if rejected:
+        return "better" if (effect > 0) == higher_is_better else "worse"
     if -smallest_effect < tost_low and tost_high < smallest_effect:
         return "equivalent"
     return "inconclusive"
-
-
-def seeds_phrase(seeds: int) -> str:
-    return "more than a million" if seeds >= stats.MAX_SEEDS_NEEDED else f"about {seeds}"
-
-
-def _sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
-    """The comparison in words a reader can act on."""
-    where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
-    pair = f"{row['level']} vs {row['reference']}{where}"
-    interval = f"[{signed(row['ci_low'], metric)}, {signed(row['ci_high'], metric)}]"
-    verdict = row["verdict"]
-    counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
-    if row["decided_by"] == "failures":
-        text = f"{pair}: {verdict}: it fails {'more' if verdict == 'worse' else 'less'} often ({counts} failed, "                f"Fisher p = {row['p_failures']:.2g})"
-        if math.isfinite(row["effect"]) and math.isfinite(row["ci_low"]):
-            text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
-        return text
-    if verdict in ("better", "worse"):
-        text = f"{pair}: {verdict} by {amount(abs(row['effect']), metric)} {interval}"
-        if abs(row["effect"]) < smallest_effect:
-            text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
-    elif verdict == "equivalent":
-        text = f"{pair}: equivalent, within ±{amount(smallest_effect, metric)} {interval}"
-    elif verdict == "inconclusive":
-        text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}; "
-                f"{seeds_phrase(int(row['seeds_needed']))} seeds per configuration would decide it")
-    else:
-        effect = "" if not math.isfinite(row["effect"]) else f" (observed {signed(row['effect'], metric)})"
-        text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
-    if row["failed"] or row["failed_ref"]:
-        if row["n"] and row["failed"] == row["runs"]:
-            text += f"; every run of it failed ({counts}): their accuracy is the result compared"
-        elif row["n_ref"] and row["failed_ref"] == row["runs_ref"]:
-            text += f"; every run of the reference failed ({counts}): their accuracy is the result compared"
-        else:
-            text += f"; failed runs (left out of the effect; the rates do not differ significantly): {counts}"
-    return text
 
 
 # --- failures ---------------------------------------------------------------------------------
@@ -467,20 +567,20 @@ def _failures(runs: pd.DataFrame, design: Design, metric: str) -> pd.DataFrame:
             for level in factor.levels:
                 runs_of = data[data[factor.name] == level]
                 n, failed = len(runs_of), int(runs_of["did_not_train"].sum())
-                rate, low, high = stats.failure_rate(failed, n)
+                rate, low, high = failure_rate(failed, n)
                 row = {"stratum": _label(stratum_key, {}), "factor": factor.name, "level": level, "n": n,
                        "failed": failed, "rate": rate, "rate_low": low, "rate_high": high,
                        "trained_mean": runs_of.loc[~runs_of["did_not_train"], metric].mean(),
                        "p_fisher": np.nan, "p_improvement": np.nan}
                 if level != factor.baseline:
                     n_ref, failed_ref = len(reference), int(reference["did_not_train"].sum())
-                    row["p_fisher"] = stats.fisher_test(failed, n, failed_ref, n_ref)
+                    row["p_fisher"] = fisher_test(failed, n, failed_ref, n_ref)
                     keys = [*others, "seed"]
                     pairs = runs_of[[*keys, "_ranked"]].merge(reference[[*keys, "_ranked"]], on=keys,
                                                               suffixes=("", "_ref"))
                     paired = len(pairs) == n == n_ref
                     x, y = (pairs["_ranked"], pairs["_ranked_ref"]) if paired else (runs_of["_ranked"], reference["_ranked"])
-                    row["p_improvement"] = stats.probability_of_improvement(x.to_numpy(), y.to_numpy(), paired)
+                    row["p_improvement"] = probability_of_improvement(x.to_numpy(), y.to_numpy(), paired)
                 family.append(row)
             adjusted = stats.adjust([r["p_fisher"] for r in family])
             for row, p in zip(family, adjusted):

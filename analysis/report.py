@@ -24,8 +24,10 @@ import pandas as pd  # noqa: E402
 from analysis import compare, plots, stats  # noqa: E402
 from analysis.compare import Analysis, analyse  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
+from analysis.failures import DEFAULT_CHANCE_MARGIN  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
-from analysis.words import amount, answer, more_seeds, signed  # noqa: E402
+from analysis.power import MAX_SEEDS_NEEDED  # noqa: E402
+from analysis.words import answer, method, more_seeds, signed  # noqa: E402
 from trainables.cli import OneLineParser, report_user_error  # noqa: E402
 from trainables.errors import UserError  # noqa: E402
 
@@ -115,58 +117,11 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
                             for lo, hi in zip(table["ci_low"], table["ci_high"])],
         "verdict": table["verdict"],
         "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
-        "seeds needed": ["" if pd.isna(v) else f"over {stats.MAX_SEEDS_NEEDED:,}" if v >= stats.MAX_SEEDS_NEEDED
+        "seeds needed": ["" if pd.isna(v) else f"over {MAX_SEEDS_NEEDED:,}" if v >= MAX_SEEDS_NEEDED
                          else str(v) for v in table["seeds_needed"]],  # blank where decided
         "failed runs": [f"{a} of {n} vs {b} of {m}" if a or b else "" for a, n, b, m in
                         zip(table["failed"], table["runs"], table["failed_ref"], table["runs_ref"])],
     })
-
-
-def method(analysis: Analysis) -> list[str]:
-    """The report's method paragraph in plain words: which model made each interval, and what
-    error rate is controlled over what."""
-    spreads = analysis.spreads
-    own = spreads[spreads["group"] > 0]
-    pooled = spreads[spreads["group"] == 0]
-    metric = analysis.metric
-    scale = 100 if metric.endswith("acc") else 1
-    unit = " points" if metric.endswith("acc") else ""
-    spending = {"obrien-fleming": "with an O'Brien-Fleming-like spending function (strict early looks)",
-                "equal": "equally"}.get(analysis.spending, analysis.spending)
-    looks = (f" This seeds-on-demand study planned {analysis.looks} looks and spends alpha over them {spending}; "
-             f"its results are at look {analysis.look}, tested at that look's share, so the bound holds however "
-             f"many were taken." if analysis.looks > 1 else "")
-    if analysis.extensions:
-        looks += (f" It was extended with more seeds {analysis.extensions} time(s) after its answer was seen; each "
-                  f"extension is one more look, splitting the share of the look it extends.")
-    share = "alpha" if analysis.family_alpha == analysis.alpha else f"{analysis.family_alpha:.2g}"
-    model = ("Pooled model (one residual variance per dataset)." if analysis.spread == "pooled" else
-             f"Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
-             f"seed, with the seed-to-seed spread of each configuration as the data show it: "
-             f"{len(pooled)} configuration{'s' if len(pooled) != 1 else ''} whose spreads Bartlett's test cannot tell "
-             f"apart share one variance, moderated toward each one's own where they differ more than sampling "
-             f"explains (sd {scale * pooled['sd'].min():.2g}{unit}"
-             + (f" to {scale * pooled['sd'].max():.2g}{unit}" if pooled['sd'].round(12).nunique() > 1 else "")
-             + "), "
-             + (f"{len(own)} that vary more keep their own ({', '.join(own['configuration'])})" if len(own) else
-                "none varies more")
-             + "; intervals have Satterthwaite's degrees of freedom.")
-    return [
-        model,
-        f"Error control over the whole study: {analysis.family} tests could be made (every interaction test, and "
-        f"every comparison the interaction tests could call for, in every dataset), and each is made at {share} / "
-        f"{analysis.family} = {analysis.level:.2g} ({analysis.correction}), intervals at 1 - {analysis.level:.2g}. "
-        f"So the chance of any false better, worse or equivalent verdict, or a false interaction, anywhere in the "
-        f"study is at most alpha = {analysis.alpha:g}.{looks}",
-        f"Equivalent: the two one-sided tests (TOST) at the same level put the effect inside +/- "
-        f"{amount(analysis.smallest_effect, analysis.metric)} (the 1 - 2 x {analysis.level:.2g} interval lies inside the band).",
-        "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
-        "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
-        "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
-        "accuracy its runs ended at.",
-        "Seeds needed (undecided rows): the seeds per configuration at which this same rule decides the comparison "
-        "with probability 0.8, planned with the observed effect and an upper 70% confidence bound of its spread.",
-    ]
 
 
 def _figures(doc: Document, results: Results, analysis: Analysis):
@@ -218,7 +173,7 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
                 "A run 'failed' if it diverged (these results predate the chance column, so runs near chance "
                 "are not counted as failed). ")
              + ("" if design.from_spec else " No study spec in the results: factors inferred from the config columns."))
-    if not analysis.untestable_because and analysis.family:
+    if not analysis.untestable_because and analysis.strata:
         doc.heading("How the findings are made", 3)
         doc.bullets(method(analysis))
 
@@ -242,7 +197,7 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
                          "missing runs train; the study is then tested as one more look):")
                 doc.bullets(more)
         doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
-                   "Effects with family-wise intervals; shaded: +/- the smallest effect that matters")
+                   "Effects with intervals at each row's tested level; shaded: +/- the smallest effect that matters")
     elif not design.factors:
         doc.text("No factor varies in this study: nothing to compare.")
     (out / "findings.csv").write_text(analysis.findings().to_csv(index=False))
@@ -264,13 +219,13 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     if len(errors):
         doc.table(errors[["trial_id", *group, "seed", "error"]], "Errored runs (no result; left out)")
     if len(analysis.interactions):
-        doc.table(analysis.interactions, "Interactions (Wald tests in the block model; p adjusted over the study's "
-                  "family): where p_adjusted < alpha each factor is compared within each level of the other "
-                  "(simple effects)")
+        doc.table(analysis.interactions, "Interactions (Wald tests in the block model, each at the level the testing "
+                  "procedure gave it): where simple_effects is true (p_adjusted < alpha) each factor's simple effects "
+                  "within each level of the other are shown")
     if len(analysis.spreads):
         doc.table(analysis.spreads, "Seed-to-seed spread of each configuration's runs (sd, metric units) as the model "
-                  "uses it: group 0 pools the configurations whose spreads agree, each other group is a configuration "
-                  "that varies more, with a variance of its own; df: the degrees of freedom of its variance")
+                  "uses it (moderated); group 0 is the cluster of alike spreads, group 1 the configurations that vary "
+                  "far more; df: the degrees of freedom of the configuration's own variance")
     if len(analysis.shares):
         doc.table(analysis.shares, "Share of the variance of the metric: each factor beside the seeds (residual), "
                   "95% bootstrap intervals")
@@ -286,10 +241,11 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     if not analysis.comparisons.empty:
         detail = analysis.comparisons[["factor", "stratum", "level", "reference", "design", "n", "n_ref", "effect",
                                        "ci_low", "ci_high", "confidence", "unit_sd", "df", "p", "p_adjusted",
-                                       "verdict", "decided_by",
+                                       "test_level", "verdict", "decided_by", "depends_on", "why",
                                        "seeds_needed", "runs", "failed", "runs_ref", "failed_ref", "p_failures",
                                        "note"]]
-        doc.table(detail, f"Comparisons in detail (metric units; p adjusted with {analysis.correction} per factor)")
+        doc.table(detail, "Comparisons in detail (metric units; confidence: of the interval, 1 - the level of "
+                  "the accuracy part; p_adjusted below alpha exactly where the procedure rejected)")
     cells = [*design.strata, *design.names]
     if cells and len(analysis.runs):
         doc.table(stats.summary(analysis.runs, cells, metric), f"{metric} per configuration (runs with a result)")
@@ -321,10 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the smallest difference that matters, in the metric's units (default: the one a "
                              "seeds-on-demand study ran with, else 0.01: one accuracy point)")
     parser.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA,
-                        help="family-wise error rate of each factor's comparisons (default 0.05)")
-    parser.add_argument("--correction", default="bonferroni", choices=list(stats.CORRECTIONS),
-                        help="multiple-comparison correction of intervals and p-values (default bonferroni)")
-    parser.add_argument("--chance-margin", type=float, default=stats.DEFAULT_CHANCE_MARGIN,
+                        help="the study-wise error rate: the chance of any false verdict in the study (default 0.05)")
+    parser.add_argument("--chance-margin", type=float, default=DEFAULT_CHANCE_MARGIN,
                         help="a run that ended below chance + this share of the room above chance (1 - chance) "
                              "failed (default 0.05)")
     args = parser.parse_args(argv)
@@ -334,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give a folder")
         analysis = analyse(results, args.metric, parse_baselines(args.baseline), args.smallest_effect,
-                           alpha=args.alpha, correction=args.correction, margin=args.chance_margin)
+                           alpha=args.alpha, margin=args.chance_margin)
         path = build_report(results, out, analysis)
     except UserError as error:
         return report_user_error(parser.prog, error)

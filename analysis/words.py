@@ -1,17 +1,17 @@
-"""How the findings read: column labels, signed amounts, and the answer in one line per factor
-(the report's summary, and the last lines a finished study prints). No plotting here, so a
-study's driver can print the answer without importing matplotlib."""
+"""How the findings read: column labels, signed amounts, each comparison's sentence, the answer
+in one line per factor (the report's summary, and the last lines a finished study prints) and
+the report's method paragraph. It reads what analysis.compare computes and imports nothing of
+it (compare imports this module for the sentences). No plotting here, so a study's driver can
+print the answer without importing matplotlib."""
 
 from __future__ import annotations
 
 import math
 import shlex
-from typing import TYPE_CHECKING
 
 import pandas as pd
 
-if TYPE_CHECKING:  # compare imports this module
-    from analysis.compare import Analysis
+from analysis.power import MAX_SEEDS_NEEDED
 
 
 LABELS = {
@@ -39,7 +39,7 @@ def signed(value: float, metric: str) -> str:
     return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
 
 
-def answer(analysis: "Analysis") -> list[str]:
+def answer(analysis) -> list[str]:
     """One line per factor and stratum: what the study says about it."""
     lines = []
     table = analysis.comparisons
@@ -91,10 +91,8 @@ def resume_command(run: dict, folder) -> str | None:
             + " --seeds {seeds} --resume")
 
 
-def more_seeds(analysis: "Analysis") -> list[str]:
+def more_seeds(analysis) -> list[str]:
     """One line per open comparison: the seeds that would decide it, and the command that adds them."""
-    from analysis.stats import MAX_SEEDS_NEEDED
-
     table = analysis.comparisons
     lines = []
     for _, row in table[table["verdict"] == "inconclusive"].iterrows():
@@ -114,11 +112,9 @@ def more_seeds(analysis: "Analysis") -> list[str]:
     return lines
 
 
-def nearest_more_seeds(analysis: "Analysis") -> str | None:
+def nearest_more_seeds(analysis) -> str | None:
     """The end of a study's answer where comparisons are open: the command that adds the seeds
     the nearest of them needs (the report lists each)."""
-    from analysis.stats import MAX_SEEDS_NEEDED
-
     table = analysis.comparisons
     open_rows = table[table["verdict"] == "inconclusive"]
     needs = open_rows["seeds_needed"].dropna()
@@ -129,3 +125,100 @@ def nearest_more_seeds(analysis: "Analysis") -> str | None:
     others = "" if len(open_rows) == 1 else f" ({len(open_rows)} are open; the report lists each)"
     return (f"more seeds: {seeds} seeds per configuration would decide the nearest open comparison{others}: "
             + analysis.more_seeds_command.format(seeds=seeds))
+
+
+def seeds_phrase(seeds: int) -> str:
+    return "more than a million" if seeds >= MAX_SEEDS_NEEDED else f"about {seeds}"
+
+
+def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
+    """A comparison (a row of analysis.compare's table) in words a reader can act on."""
+    where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
+    pair = f"{row['level']} vs {row['reference']}{where}"
+    interval = f"[{signed(row['ci_low'], metric)}, {signed(row['ci_high'], metric)}]"
+    verdict = row["verdict"]
+    counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
+    depends = f"; its effect depends on {row['depends_on']}" if row.get("depends_on") else ""
+    if row["decided_by"] == "failures":
+        text = f"{pair}: {verdict}: it fails {'more' if verdict == 'worse' else 'less'} often ({counts} failed, " \
+               f"Fisher p = {row['p_failures']:.2g})"
+        if math.isfinite(row["effect"]) and math.isfinite(row["ci_low"]):
+            text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
+        return text + depends
+    if verdict in ("better", "worse"):
+        text = f"{pair}: {verdict} by {amount(abs(row['effect']), metric)} {interval}"
+        if abs(row["effect"]) < smallest_effect:
+            text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
+    elif verdict == "equivalent":
+        text = f"{pair}: equivalent, within ±{amount(smallest_effect, metric)} {interval}"
+    elif verdict == "inconclusive":
+        why = row.get("why") or ""
+        # the averaged row's dependence on another factor is said once, by `depends`
+        why = "" if depends and why.startswith("its effect may depend") else why
+        why = f"; not equivalent: {why}" if why else ""
+        text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}{why}; "
+                f"{seeds_phrase(int(row['seeds_needed']))} seeds per configuration would decide it")
+    else:
+        effect = "" if not math.isfinite(row["effect"]) else f" (observed {signed(row['effect'], metric)})"
+        text = f"{pair}: not testable{effect}" + (f": {row['note']}" if row["note"] else "")
+    text += depends
+    if row["failed"] or row["failed_ref"]:
+        if row["n"] and row["failed"] == row["runs"]:
+            text += f"; every run of it failed ({counts}): their accuracy is the result compared"
+        elif row["n_ref"] and row["failed_ref"] == row["runs_ref"]:
+            text += f"; every run of the reference failed ({counts}): their accuracy is the result compared"
+        else:
+            text += f"; failed runs (left out of the effect; the rates do not differ significantly): {counts}"
+    return text
+
+
+def method(analysis) -> list[str]:
+    """The report's method paragraph in plain words: which model made each interval, and what
+    error rate is controlled over what (analysis: analysis.compare.Analysis)."""
+    spreads = analysis.spreads
+    metric = analysis.metric
+    scale = 100 if metric.endswith("acc") else 1
+    unit = " points" if metric.endswith("acc") else ""
+    spending = {"obrien-fleming": "with an O'Brien-Fleming-like spending function (strict early looks)",
+                "equal": "equally"}.get(analysis.spending, analysis.spending)
+    looks = (f" This seeds-on-demand study planned {analysis.looks} looks and spends alpha over them {spending}; "
+             f"its results are at look {analysis.look}, tested at that look's share, so the bound holds however "
+             f"many were taken." if analysis.looks > 1 else "")
+    if analysis.extensions:
+        looks += (f" It was extended with more seeds {analysis.extensions} time(s) after its answer was seen; each "
+                  f"extension is one more look, splitting the share of the look it extends.")
+    share = "alpha" if analysis.family_alpha == analysis.alpha else f"{analysis.family_alpha:.2g}"
+    apart = spreads[spreads["group"] > 0]
+    if analysis.spread == "pooled":
+        model = "Pooled model (one residual variance per dataset)."
+    else:
+        sds = f"sd {scale * spreads['sd'].min():.2g} to {scale * spreads['sd'].max():.2g}{unit}" if len(spreads) else ""
+        model = ("Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
+                 "seed, weighted by each configuration's seed-to-seed variance: its own, moderated toward the prior "
+                 "of its cluster (limma's empirical Bayes, with a lower confidence bound of the prior's degrees of "
+                 f"freedom) as far as the spreads are alike ({sds}); "
+                 + (f"{len(apart)} configuration(s) that vary far more form a cluster of their own "
+                    f"({', '.join(apart['configuration'])})" if len(apart) else "no configuration varies far more")
+                 + "; intervals have Satterthwaite's degrees of freedom.")
+    datasets = f" over {analysis.strata} datasets, each at {share} / {analysis.strata}" if analysis.strata > 1 else ""
+    return [
+        model,
+        f"Error control over the whole study{datasets}: a graphical closed testing procedure (Bretz et al. 2009). "
+        "Each factor's averaged comparisons hold 80% of the level and are tested jointly (max-t over the model's "
+        "correlation of the contrasts, step-down); each pair of factors' interaction test and its simple effects "
+        "(one factor within each level of the other) share the other 20%. A rejected interaction passes its share "
+        "to its simple effects; a group all of whose hypotheses are rejected passes its share on. Each row says the "
+        f"level it was finally tested at (test_level), its interval is at 1 - that level, and p_adjusted is below "
+        f"alpha exactly where it was rejected. So the chance of any false better, worse or equivalent verdict, or a "
+        f"false interaction, anywhere in the study is at most alpha = {analysis.alpha:g}.{looks}",
+        f"Equivalent: the two one-sided tests (TOST) at the row's level put the effect inside +/- "
+        f"{amount(analysis.smallest_effect, metric)}, the failure rates are the same, and no simple effect of an "
+        "averaged comparison lies beyond the band (an effect that depends on another factor is not equivalent).",
+        "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
+        "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
+        "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
+        "accuracy its runs ended at.",
+        "Seeds needed (undecided rows): the seeds per configuration at which this same rule decides the comparison "
+        "with probability 0.8 at the row's level (with one more look), planned with the observed effect and an "
+        "upper 70% confidence bound of its spread.",
+    ]

@@ -28,7 +28,7 @@ def run_info(options: RunOptions) -> dict:
             "log": list(options.log), "extensions": [dict(e) for e in options.extensions]}
     if options.max_seeds:
         # the planned looks, their spending and the rounds so far: the analysis tests the results
-        # at the share of alpha their look spends (analysis.stats.look_alpha)
+        # at the share of alpha their look spends (analysis.testing.look_alpha)
         from study.seeds_on_demand import saved_status
 
         status = saved_status(options.folder) or {}

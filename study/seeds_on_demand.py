@@ -16,7 +16,7 @@ as members of one trial, up to K.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
 planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spending function
-(analysis.stats.look_alpha; "equal", alpha / L at each look, as an ablation): look k tests the
+(analysis.testing.look_alpha; "equal", alpha / L at each look, as an ablation): look k tests the
 study's family (every test the study could make, analysis.compare) at its share alpha_k, strict
 early and most of alpha at the last look; the shares add up to alpha. By the union bound the
 chance of any wrong `better`, `worse` or `equivalent` verdict anywhere in the study at any look
@@ -40,7 +40,8 @@ from tqdm.auto import tqdm
 
 from analysis.compare import analyse
 from analysis.load import Results
-from analysis.stats import conditional_power, look_alpha
+from analysis.power import conditional_power
+from analysis.testing import look_alpha
 from study.spaces import pack, tune_config
 
 # An open comparison whose chance of a decision at --max-seeds (conditional power, current
@@ -70,7 +71,7 @@ def _cell(value):
 
 def futile(row, most: int, smallest_effect: float, final_scale: float) -> bool:
     """An open comparison that even `most` seeds per configuration would hardly decide: its
-    conditional power (current trend, analysis.stats.conditional_power) at `most` seeds, at the
+    conditional power (current trend, analysis.power.conditional_power) at `most` seeds, at the
     level of the last planned look (this look's level x `final_scale`, the ratio of their shares
     of alpha), is under FUTILITY. One whose seeds are all spent is open, not futile."""
     if row["seeds"] >= most:

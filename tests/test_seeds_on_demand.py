@@ -64,11 +64,12 @@ def test_rounds_add_seeds_only_where_comparisons_are_open(capsys):
 
 
 def test_a_near_tie_stops_for_futility_before_max_seeds(capsys):
-    """gelu 3 points better, silu 0.3 points off relu with a spread that 24 seeds cannot resolve
+    """gelu 3 points better, silu 0.3 points off relu with a spread (2 points a run; 1.5 was
+    resolvable at 24 seeds at the levels the testing procedure of issue 29 gives) that 24 seeds cannot resolve
     (neither different nor inside +/- 1 point): silu's conditional power at 24 seeds is tiny, so
     it stops early, and the round lines say so, while relu goes on only as long as gelu needs it."""
     searcher, trained = simulate(np.random.default_rng(5), first=3, most=24,
-                                 planted={"relu": 0.0, "gelu": 0.03, "silu": 0.003}, noise=0.015)
+                                 planted={"relu": 0.0, "gelu": 0.03, "silu": 0.003}, noise=0.02)
     seeds = pd.Series([s for (_, s) in trained]).groupby([a for (a, _) in trained]).count()
     status = searcher.status()
     assert status["finished"] and status["futile"] >= 1 and seeds["silu"] < 24, (seeds, status)
