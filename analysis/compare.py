@@ -435,44 +435,8 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
     level x `next_scale` (the study extended with them: one more look). The rows kept are the
     averaged comparisons, and the simple effects where their interaction was rejected or they
     were decided."""
-    higher_is_better = METRICS[metric]
-    for column in ("ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit_sd", "df", "seeds_needed",
-                   "test_level", "failures_level"):
-        table[column] = np.nan
-    table["verdict"], table["decided_by"], table["why"] = "not testable", "", ""
-    bounded = metric.endswith("acc")  # a difference of accuracies lies in [-1, 1]
-    for i in table.index:
-        row, hypothesis = table.loc[i], table.at[i, "hypothesis"]
-        difference = row["difference"]
-        if hypothesis is None:
-            continue
-        table.at[i, "test_level"] = hypothesis.total_level
-        table.at[i, "failures_level"] = hypothesis.failures_level if hypothesis.has_failures else np.nan
-        ratios = [p / level for p, level in ((hypothesis.p, hypothesis.level),
-                                             (hypothesis.p_failures, hypothesis.failures_level))
-                  if math.isfinite(p) and level > 0]
-        table.at[i, "p_adjusted"] = min(1.0, alpha * min(ratios)) if ratios else np.nan
-        if hypothesis.has_failures and hypothesis.p_failures <= hypothesis.failures_level:
-            failing_more = row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"]
-            table.at[i, "verdict"], table.at[i, "decided_by"] = ("worse" if failing_more else "better"), "failures"
-        if difference is None:
-            continue
-        level = hypothesis.level
-        low, high = difference.interval(1 - level)
-        if bounded:
-            low, high = max(low, -1.0), min(high, 1.0)
-        table.loc[i, ["ci_low", "ci_high", "confidence", "p", "unit_sd", "df"]] = [
-            low, high, 1 - level, difference.p, difference.unit_sd, difference.df]
-        if table.at[i, "decided_by"] == "failures":
-            continue
-        tost_low, tost_high = difference.interval(1 - 2 * level)  # two one-sided tests at the level
-        verdict = _verdict(hypothesis.rejected and difference.p <= level, difference.effect, tost_low, tost_high,
-                           smallest_effect, higher_is_better)
-        if verdict == "equivalent":
-            table.at[i, "why"] = _not_equivalent_because(table, row, smallest_effect)
-            verdict = "inconclusive" if table.at[i, "why"] else verdict
-        table.at[i, "verdict"] = verdict
-        table.at[i, "decided_by"] = "" if verdict == "inconclusive" else metric
+    decided = [_decide_row(table, row, metric, smallest_effect, alpha) for _, row in table.iterrows()]
+    table = table.assign(**pd.DataFrame(decided, index=table.index, columns=_DECISION_COLUMNS))
     table["depends_on"] = [_depends_on(table, row, smallest_effect, interacting) for _, row in table.iterrows()]
     interaction_found = np.array([(row["stratum_key"], frozenset((row["factor"], row["within"]))) in interacting
                                   for _, row in table.iterrows()], dtype=bool)
@@ -493,6 +457,45 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
     table["finding"] = [sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
     return table.drop(columns=["difference", "hypothesis"]).reset_index(drop=True)
+
+
+_DECISION_COLUMNS = ["ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit_sd", "df", "test_level",
+                     "failures_level", "verdict", "decided_by", "why", "seeds_needed"]
+
+
+def _decide_row(table: pd.DataFrame, row: pd.Series, metric: str, smallest_effect: float, alpha: float) -> dict:
+    """One row's decision columns (_decide)."""
+    out = dict.fromkeys(_DECISION_COLUMNS, np.nan) | {"verdict": "not testable", "decided_by": "", "why": ""}
+    hypothesis, difference = row["hypothesis"], row["difference"]
+    if hypothesis is None:
+        return out
+    out["test_level"] = hypothesis.total_level
+    out["failures_level"] = hypothesis.failures_level if hypothesis.has_failures else np.nan
+    ratios = [p / level for p, level in ((hypothesis.p, hypothesis.level),
+                                         (hypothesis.p_failures, hypothesis.failures_level))
+              if math.isfinite(p) and level > 0]
+    out["p_adjusted"] = min(1.0, alpha * min(ratios)) if ratios else np.nan
+    if hypothesis.has_failures and hypothesis.p_failures <= hypothesis.failures_level:
+        failing_more = row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"]
+        out["verdict"], out["decided_by"] = ("worse" if failing_more else "better"), "failures"
+    if difference is None:
+        return out
+    level = hypothesis.level
+    low, high = difference.interval(1 - level)
+    if metric.endswith("acc"):  # a difference of accuracies lies in [-1, 1]
+        low, high = max(low, -1.0), min(high, 1.0)
+    out.update(ci_low=low, ci_high=high, confidence=1 - level, p=difference.p, unit_sd=difference.unit_sd,
+               df=difference.df)
+    if out["decided_by"] == "failures":
+        return out
+    tost_low, tost_high = difference.interval(1 - 2 * level)  # two one-sided tests at the level
+    verdict = _verdict(hypothesis.rejected and difference.p <= level, difference.effect, tost_low, tost_high,
+                       smallest_effect, METRICS[metric])
+    if verdict == "equivalent":
+        out["why"] = _not_equivalent_because(table, row, smallest_effect)
+        verdict = "inconclusive" if out["why"] else verdict
+    out["verdict"], out["decided_by"] = verdict, ("" if verdict == "inconclusive" else metric)
+    return out
 
 
 def _simple_effects(table: pd.DataFrame, row: pd.Series) -> pd.DataFrame:

@@ -26,7 +26,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import special, stats
 
-JOINT_DRAWS = 200_000  # multivariate normal draws for a joint critical value (fixed seed: reproducible)
+# multivariate normal draws for a joint critical value (fixed seed: reproducible): enough for
+# about TAIL_DRAWS beyond it, between the bounds
+JOINT_DRAWS = (20_000, 200_000)
+TAIL_DRAWS = 5_000
 
 
 @dataclass
@@ -125,17 +128,20 @@ def _set_levels(members: list[Hypothesis], level: float, run_variances: np.ndarr
 
 
 def joint_factor(of_runs: np.ndarray, run_variances: np.ndarray, shares: np.ndarray,
-                 draws: int = JOINT_DRAWS, seed: int = 0) -> float:
+                 draws: int | None = None, seed: int = 0) -> float:
     """The c >= 1 at which P(some p_j <= c x share_j) = sum of shares for test statistics with
     the correlation of the contrasts `of_runs` (rows) under `run_variances`: the normal
     (Gaussian copula) joint distribution by Monte Carlo. Each member's t part is then tested
     at c x share_j with its own t distribution; a t statistic's shared estimated spread makes
     joint exceedances rarer than the normal copula says, so this errs conservative (measured
-    in the simulations). The order statistic taken is a lower 95% confidence bound of the
+    in the simulations). The order statistic taken is a lower 99% confidence bound of the
     quantile, so the Monte Carlo error errs conservative too; c is never below Bonferroni's 1."""
     covariance = (of_runs * run_variances) @ of_runs.T
     scale = np.sqrt(np.diag(covariance))
     correlation = covariance / np.outer(scale, scale)
+    if draws is None:
+        low, high = JOINT_DRAWS
+        draws = int(min(max(TAIL_DRAWS / float(np.sum(shares)), low), high))
     key = (np.round(correlation, 6).tobytes(), np.asarray(shares, dtype=float).tobytes(), draws, seed)
     if key not in _FACTORS:
         _FACTORS[key] = _joint_factor(correlation, np.asarray(shares, dtype=float), draws, seed)
@@ -144,7 +150,7 @@ def joint_factor(of_runs: np.ndarray, run_variances: np.ndarray, shares: np.ndar
 
 _FACTORS: dict = {}
 _NORMALS: dict = {}
-NORMALS_BYTES = 100_000_000
+NORMALS_BYTES = 300_000_000
 
 
 def _standard_normal(draws: int, size: int, seed: int) -> np.ndarray:
@@ -152,9 +158,9 @@ def _standard_normal(draws: int, size: int, seed: int) -> np.ndarray:
     group of that size reuses them (only their correlation differs)."""
     key = (draws, size, seed)
     if key not in _NORMALS:
-        if sum(a.nbytes for a in _NORMALS.values()) + 8 * draws * size > NORMALS_BYTES:  # a bound on memory
+        if sum(a.nbytes for a in _NORMALS.values()) + 4 * draws * size > NORMALS_BYTES:  # a bound on memory
             _NORMALS.clear()
-        _NORMALS[key] = np.random.default_rng(seed).standard_normal((draws, size))
+        _NORMALS[key] = np.random.default_rng(seed).standard_normal((draws, size), dtype=np.float32)
     return _NORMALS[key]
 
 
@@ -168,7 +174,7 @@ def _joint_factor(correlation: np.ndarray, shares: np.ndarray, draws: int, seed:
         smallest = (2 * special.ndtr(-z) / shares).min(axis=1)
     probability = float(shares.sum())
     expected = probability * draws
-    rank = int(math.floor(expected - 1.645 * math.sqrt(expected * (1 - probability))))
+    rank = int(math.floor(expected - 2.326 * math.sqrt(expected * (1 - probability))))
     if rank < 1:
         return 1.0
     return max(1.0, float(np.partition(smallest, rank - 1)[rank - 1]))
