@@ -116,6 +116,10 @@ def _set_levels(members: list[Hypothesis], level: float, run_variances: np.ndarr
     critical value (weighted max-t), the others are Bonferroni."""
     if not members:
         return
+    if level <= 0:  # a group holding no weight (yet) tests nothing
+        for h in members:
+            h.level, h.failures_level = 0.0, 0.0
+        return
     share = level / len(members)
     t_shares = np.array([share / 2 if h.has_failures else share for h in members])
     joint = [i for i, h in enumerate(members) if h.of_runs is not None and math.isfinite(h.p)]

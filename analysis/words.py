@@ -54,7 +54,7 @@ def answer(analysis) -> list[str]:
         if len(inter):
             others = sorted((set(inter["factor"]) | set(inter["other"])) - {factor.name})
             where = (f" It interacts with {', '.join(others)} (p = {', '.join(f'{p:.2g}' for p in inter['p'])}), "
-                     f"so it is compared within each level of {', '.join(others)}.")
+                     f"so it is also compared within each level of {', '.join(others)}.")
         parts = []
         for verdict in ("better", "worse", "equivalent", "inconclusive", "not testable"):
             chosen = rows[rows["verdict"] == verdict]
@@ -64,7 +64,8 @@ def answer(analysis) -> list[str]:
             for _, r in chosen.iterrows():
                 place = "" if r["stratum"] == "all" else f" with {r['stratum']}"
                 amount = f" {signed(r['effect'], metric)}" if verdict in ("better", "worse", "inconclusive") else ""
-                items.append(f"{r['level']}{place}{amount}")
+                depends = f" (depends on {r['depends_on']})" if r.get("depends_on") else ""
+                items.append(f"{r['level']}{place}{amount}{depends}")
             name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
             parts.append(f"{name}: {'; '.join(items)}")
         unit = "points of " if metric.endswith("acc") else ""
@@ -192,28 +193,34 @@ def method(analysis) -> list[str]:
     if analysis.spread == "pooled":
         model = "Pooled model (one residual variance per dataset)."
     else:
-        sds = f"sd {scale * spreads['sd'].min():.2g} to {scale * spreads['sd'].max():.2g}{unit}" if len(spreads) else ""
+        alike = spreads[spreads["group"] == 0]
+        sds = f"sd {scale * alike['sd'].min():.2g} to {scale * alike['sd'].max():.2g}{unit}" if len(alike) else ""
         model = ("Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
                  "seed, weighted by each configuration's seed-to-seed variance: its own, moderated toward the prior "
                  "of its cluster (limma's empirical Bayes, with a lower confidence bound of the prior's degrees of "
                  f"freedom) as far as the spreads are alike ({sds}); "
-                 + (f"{len(apart)} configuration(s) that vary far more form a cluster of their own "
-                    f"({', '.join(apart['configuration'])})" if len(apart) else "no configuration varies far more")
+                 + (f"{len(apart)} configurations that vary far more (pooled variances 35x apart or more) form a "
+                    f"cluster of their own ({'; '.join(apart['configuration'])})" if len(apart) >= 3 else
+                    f"{'; '.join(apart['configuration'])} vary far more and keep variances of their own"
+                    if len(apart) else "no configuration varies far more")
                  + "; intervals have Satterthwaite's degrees of freedom.")
     datasets = f" over {analysis.strata} datasets, each at {share} / {analysis.strata}" if analysis.strata > 1 else ""
     return [
         model,
         f"Error control over the whole study{datasets}: a graphical closed testing procedure (Bretz et al. 2009). "
         "Each factor's averaged comparisons hold 80% of the level and are tested jointly (max-t over the model's "
-        "correlation of the contrasts, step-down); each pair of factors' interaction test and its simple effects "
-        "(one factor within each level of the other) share the other 20%. A rejected interaction passes its share "
-        "to its simple effects; a group all of whose hypotheses are rejected passes its share on. Each row says the "
+        "correlation of the contrasts, step-down); each pair of factors' interaction test holds 10% / pairs and its "
+        "simple effects (one factor within each level of the other, jointly) as much, so an effect a noisy "
+        "configuration hides on average is still decided where it is clear. A rejected interaction passes its "
+        "share to its simple effects; a group all of whose hypotheses are rejected passes its share on (simple "
+        "effects to the averaged comparisons, those to the interactions). Each row says the "
         f"level it was finally tested at (test_level), its interval is at 1 - that level, and p_adjusted is below "
         f"alpha exactly where it was rejected. So the chance of any false better, worse or equivalent verdict, or a "
         f"false interaction, anywhere in the study is at most alpha = {analysis.alpha:g}.{looks}",
         f"Equivalent: the two one-sided tests (TOST) at the row's level put the effect inside +/- "
         f"{amount(analysis.smallest_effect, metric)}, the failure rates are the same, and no simple effect of an "
-        "averaged comparison lies beyond the band (an effect that depends on another factor is not equivalent).",
+        "averaged comparison may lie beyond it (each one's 80% interval inside the band: an effect that depends "
+        "on another factor is not equivalent).",
         "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
         "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
         "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
