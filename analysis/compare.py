@@ -8,34 +8,28 @@ How a comparison is made (the design comes from analysis.design):
   margin x (1 - chance) failed. Effects are estimated on the runs that trained, and on every
   run of a configuration that never trained (its accuracy at chance is its result).
 - The effect of a level is a contrast of configuration means in metric ~ configuration + seed
-  (analysis.model.BlockModel): the configurations of the level against those of the reference that
-  differ only in this factor, averaged over the levels of the factors it is averaged over.
-  Seeds are blocks; configurations whose seed-to-seed spreads Bartlett's test cannot tell
-  apart share one residual variance (moderated toward each one's own as far as they differ),
-  a configuration that varies more keeps its own, and intervals take Satterthwaite's degrees
-  of freedom.
-- Within each stratum (dataset), each pair of factors is tested for interaction (a Wald test
-  in the same model). Where a factor interacts, it is compared within each level of the
-  factors it interacts with (simple effects); otherwise averaged over them.
-- One family per study: m counts every test the study could make whatever the interaction
-  tests find (each interaction test, each averaged comparison and each simple-effect
-  comparison the design allows, in every stratum), so the data-driven choice of simple
-  effects is inside the bound. Each test is at alpha / m (Bonferroni; or Šidák), intervals at
-  1 - alpha / m, p adjusted by the same m: the chance of any false `better`, `worse` or
-  `equivalent` verdict, or a false interaction, in the whole study stays at or under alpha.
-  Where runs of a comparison failed, its level is split in half between the accuracy of the
-  runs and Fisher's exact test of the failure rates (so its interval is at 1 - alpha / 2m).
+  (analysis.model.BlockModel, a variance per configuration): the configurations of the level
+  against those of the reference that differ only in this factor, averaged over the levels of
+  the other factors (the averaged comparison), or within one level of another factor (a
+  simple effect).
+- The testing procedure (analysis.testing, the graph in `_test_stratum`): per dataset (the
+  datasets share alpha equally), the averaged comparisons hold PRIMARY_WEIGHT of alpha and
+  are tested jointly (max-t, step-down); each pair of factors' interaction test and its simple
+  effects share the rest; a rejected interaction passes its share to its simple effects, an
+  emptied group passes its share along the graph. The chance of any false `better`, `worse`
+  or `equivalent`, or a false interaction, in the whole study stays at or under alpha. Each
+  row's `test_level` is the level it was finally tested at; where runs of a comparison failed,
+  that level is split in half between the accuracy and Fisher's exact test of the failure
+  rates.
 - Verdict: `better` / `worse` when the failure rates differ (the level failing more often is
-  worse), else when the interval excludes 0 (in the metric's better direction; the sentence
-  says when the effect is smaller than the smallest effect that matters); `equivalent` when
-  the two one-sided tests at the comparison's level put it inside +/- the smallest effect
-  (TOST: the 1 - 2 alpha / m interval inside the band); else `inconclusive`; `not testable`
-  when there is nothing to estimate a spread from.
+  worse), else when the accuracy part is rejected; `equivalent` when the two one-sided tests at
+  the row's level put it inside +/- the smallest effect, the failure rates are equal in the
+  sample, and (for an averaged row) every simple effect's 80% interval lies inside the band;
+  else `inconclusive`; `not testable` when there is nothing to estimate a spread from.
 - `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
-  decides the comparison with probability 0.8, planned with the observed effect and an upper
-  70% bound of its spread (seeds_to_decide), at the level of the study extended with
-  them (`--seeds N --resume`, study.extend): an extension is one more look, splitting the
-  share of alpha of the look it extends.
+  decides the comparison with probability 0.8 at its level in the study extended with them
+  (one more look, study.extend), planned with the observed effect and an upper 70% bound of
+  its spread (analysis.power.seeds_to_decide).
 - Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
   their rows are `not testable`; the report shows parameter importances instead.
 """

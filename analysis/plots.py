@@ -44,8 +44,8 @@ VERDICT_COLOURS = {"better": "tab:green", "worse": "tab:red", "equivalent": "tab
 
 
 def forest(comparisons: pd.DataFrame, smallest_effect: float, metric: str):
-    """Each comparison's effect with its family-wise interval, one panel per factor; the band of
-    +/- the smallest effect that matters is shaded, colours are the verdicts."""
+    """Each comparison's effect with its interval (at the level it was tested at), one panel per
+    factor; the band of +/- the smallest effect that matters is shaded, colours are the verdicts."""
     factors = list(dict.fromkeys(comparisons["factor"]))
     scale = 100.0 if metric.endswith("acc") else 1.0
     unit = "points" if scale == 100.0 else "units"
@@ -67,7 +67,7 @@ def forest(comparisons: pd.DataFrame, smallest_effect: float, metric: str):
                  for _, r in rows.iterrows()]
         ax.set_yticks(y, names, fontsize="small")
         ax.set_ylim(-0.7, len(rows) - 0.3)
-        ax.set_title(f"{factor}: effect on {label(metric)} ({unit}), family-wise intervals", fontsize="medium")
+        ax.set_title(f"{factor}: effect on {label(metric)} ({unit}), intervals at each row's tested level", fontsize="medium")
     axes.flat[-1].set_xlabel(f"difference in {label(metric)} ({unit}); shaded: +/- the smallest effect that matters")
     present = set(comparisons["verdict"])
     handles = [plt.Line2D([], [], color=c, marker="o", lw=2, label=v) for v, c in VERDICT_COLOURS.items() if v in present]
