@@ -46,10 +46,10 @@ import pandas as pd
 from analysis import stats
 from analysis.design import Design, study_design
 from analysis.importance import parameter_importances
-from analysis.load import Results, load_results
-from analysis.model import BlockModel
 from analysis.failures import (DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, mark_failures,
                                probability_of_improvement)
+from analysis.load import Results, load_results
+from analysis.model import BlockModel
 from analysis.power import seeds_to_decide
 from analysis.testing import Graph, Hypothesis, closed_test, look_alpha
 from analysis.words import resume_command, sentence
@@ -228,8 +228,8 @@ def _unique_pairs(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 _COMPARISON_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "design",
-                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference", "within", "stratum_key", "hypothesis",
-                       "p_failures"]
+                       "seeds", "failed", "failed_ref", "runs", "runs_ref", "note", "configurations", "difference",
+                       "within", "stratum_key", "hypothesis", "p_failures"]
 _INTERACTION_COLUMNS = ["stratum", "factor", "other", "F", "p", "level", "p_adjusted", "simple_effects"]
 _SPREAD_COLUMNS = ["stratum", "configuration", "runs", "group", "sd", "df"]
 
@@ -282,9 +282,8 @@ class _Stratum:
         out = []
         for factor in design.factors:
             out += self._compare_within(factor, None, None, configs, strata_values, design, metric)
-            for other in self.varying:
-                if other == factor.name or factor.name not in self.varying:
-                    continue
+            others = [other for other in self.varying if other != factor.name] if factor.name in self.varying else []
+            for other in others:
                 position = design.names.index(other)
                 for level in dict.fromkeys(key[position] for key in configs):
                     out += self._compare_within(factor, other, level, configs, strata_values, design, metric)
@@ -294,8 +293,10 @@ class _Stratum:
                         design: Design, metric: str) -> list[dict]:
         names, out = design.names, []
         position = names.index(factor.name)
-        cell = configs if within is None else {
-            key: c for key, c in configs.items() if key[names.index(within)] == within_level}
+        if within is not None:
+            at = names.index(within)
+            configs = {key: c for key, c in configs.items() if key[at] == within_level}
+        cell = configs
         reference = {key: c for key, c in cell.items() if key[position] == factor.baseline}
         for level in factor.levels:
             if level == factor.baseline:
@@ -390,7 +391,7 @@ def _hypothesis(row: dict) -> Hypothesis | None:
         return None
     if difference is None:
         return Hypothesis(float("nan"), p_failures=p_failures)
-    return Hypothesis(difference.p, difference.df, difference.of_runs, p_failures)
+    return Hypothesis(difference.p, of_runs=difference.of_runs, p_failures=p_failures)
 
 
 def _test_stratum(stratum: _Stratum, rows: list[dict], alpha: float) -> None:
@@ -428,10 +429,13 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
     in the sample, a simple effect beyond the band). Seeds needed are planned at the row's
     level x `next_scale` (the study extended with them: one more look). The rows kept are the
     averaged comparisons, and the simple effects where their interaction was rejected or they
-    were decided."""
-    decided = [_decide_row(table, row, metric, smallest_effect, alpha) for _, row in table.iterrows()]
+    decide what their averaged row does not."""
+    simple = {key: rows for key, rows in table[table["within"].notna()].groupby(["stratum_key", "factor", "level"],
+                                                                                 sort=False)}
+    decided = [_decide_row(row, simple, metric, smallest_effect, alpha) for _, row in table.iterrows()]
     table = table.assign(**pd.DataFrame(decided, index=table.index, columns=_DECISION_COLUMNS))
-    table["depends_on"] = [_depends_on(table, row, smallest_effect, interacting) for _, row in table.iterrows()]
+    simple = {key: table.loc[rows.index] for key, rows in simple.items()}  # with their decisions
+    table["depends_on"] = [_depends_on(row, simple, smallest_effect, interacting) for _, row in table.iterrows()]
     interaction_found = np.array([(row["stratum_key"], frozenset((row["factor"], row["within"]))) in interacting
                                   for _, row in table.iterrows()], dtype=bool)
     averaged = {(r["stratum_key"], r["factor"], r["level"]): r["verdict"] for _, r in table.iterrows()
@@ -446,8 +450,8 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
     for i in table.index[table["verdict"] == "inconclusive"]:
         difference = table.at[i, "difference"]
         table.at[i, "seeds_needed"] = seeds_to_decide(difference.effect, difference.unit_sd, difference.seeds,
-                                                            difference.df, table.at[i, "hypothesis"].level * next_scale,
-                                                            smallest_effect)
+                                                      difference.df, table.at[i, "hypothesis"].level * next_scale,
+                                                      smallest_effect)
     table["finding"] = [sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
     return table.drop(columns=["difference", "hypothesis"]).reset_index(drop=True)
@@ -457,8 +461,9 @@ _DECISION_COLUMNS = ["ci_low", "ci_high", "confidence", "p", "p_adjusted", "unit
                      "failures_level", "verdict", "decided_by", "why", "seeds_needed"]
 
 
-def _decide_row(table: pd.DataFrame, row: pd.Series, metric: str, smallest_effect: float, alpha: float) -> dict:
-    """One row's decision columns (_decide)."""
+def _decide_row(row: pd.Series, simple: dict, metric: str, smallest_effect: float, alpha: float) -> dict:
+    """One row's decision columns (_decide); `simple` maps (stratum_key, factor, level) to the
+    simple effects of an averaged row."""
     out = dict.fromkeys(_DECISION_COLUMNS, np.nan) | {"verdict": "not testable", "decided_by": "", "why": ""}
     hypothesis, difference = row["hypothesis"], row["difference"]
     if hypothesis is None:
@@ -483,35 +488,38 @@ def _decide_row(table: pd.DataFrame, row: pd.Series, metric: str, smallest_effec
     if out["decided_by"] == "failures":
         return out
     tost_low, tost_high = difference.interval(1 - 2 * level)  # two one-sided tests at the level
-    verdict = _verdict(hypothesis.rejected and difference.p <= level, difference.effect, tost_low, tost_high,
-                       smallest_effect, METRICS[metric])
+    # not rejected by its failures (above), so rejected by its accuracy part
+    verdict = _verdict(hypothesis.rejected, difference.effect, tost_low, tost_high, smallest_effect, METRICS[metric])
     if verdict == "equivalent":
-        out["why"] = _not_equivalent_because(table, row, smallest_effect)
+        out["why"] = _not_equivalent_because(row, simple, smallest_effect)
         verdict = "inconclusive" if out["why"] else verdict
     out["verdict"], out["decided_by"] = verdict, ("" if verdict == "inconclusive" else metric)
     return out
 
 
-def _simple_effects(table: pd.DataFrame, row: pd.Series) -> pd.DataFrame:
-    """The simple effects of an averaged row: its level within each level of each other factor."""
-    return table[(table["factor"] == row["factor"]) & (table["level"] == row["level"]) & table["within"].notna()
-                 & (table["stratum_key"] == row["stratum_key"])]
+def _simple_effects(row: pd.Series, simple: dict) -> pd.DataFrame:
+    """The simple effects of an averaged row (its level within each level of each other
+    factor); none for a simple effect's row."""
+    if not pd.isna(row["within"]):
+        return pd.DataFrame(columns=["within", "effect", "difference"])
+    return simple.get((row["stratum_key"], row["factor"], row["level"]),
+                      pd.DataFrame(columns=["within", "effect", "difference"]))
 
 
-def _not_equivalent_because(table: pd.DataFrame, row: pd.Series, smallest_effect: float) -> str:
+def _not_equivalent_because(row: pd.Series, simple: dict, smallest_effect: float) -> str:
     """Why a row the two one-sided tests put inside the band is not `equivalent`, or ''."""
-    if row["runs"] and row["runs_ref"] and row["failed"] / row["runs"] != row["failed_ref"] / row["runs_ref"]:
-        more = "it fails" if row["failed"] / row["runs"] > row["failed_ref"] / row["runs_ref"] else "the reference fails"
+    rate = row["failed"] / row["runs"] if row["runs"] else 0.0
+    rate_ref = row["failed_ref"] / row["runs_ref"] if row["runs_ref"] else 0.0
+    if row["runs"] and row["runs_ref"] and rate != rate_ref:
+        more = "it fails" if rate > rate_ref else "the reference fails"
         return f"{more} more often ({row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']})"
-    if pd.isna(row["within"]):
-        # equivalent on average is read as no effect that matters anywhere: each simple effect's
-        # 80% interval must stay inside the band too (a crossover, +1.2 with batchnorm and -1.2
-        # without, averages to an equivalent 0)
-        simple = _simple_effects(table, row)
-        beyond = [r["within"] for _, r in simple.iterrows()
-                  if r["difference"] is not None and not _inside(r["difference"], smallest_effect)]
-        if beyond:
-            return f"its effect may depend on {', '.join(dict.fromkeys(beyond))}"
+    # equivalent on average is read as no effect that matters anywhere: each simple effect's 80%
+    # interval must stay inside the band too (a crossover, +1.2 with batchnorm and -1.2 without,
+    # averages to an equivalent 0)
+    beyond = [r["within"] for _, r in _simple_effects(row, simple).iterrows()
+              if r["difference"] is not None and not _inside(r["difference"], smallest_effect)]
+    if beyond:
+        return f"its effect may depend on {', '.join(dict.fromkeys(beyond))}"
     return ""
 
 
@@ -520,14 +528,11 @@ def _inside(difference, smallest_effect: float) -> bool:
     return -smallest_effect < low and high < smallest_effect
 
 
-def _depends_on(table: pd.DataFrame, row: pd.Series, smallest_effect: float, interacting: set) -> str:
+def _depends_on(row: pd.Series, simple: dict, smallest_effect: float, interacting: set) -> str:
     """For an averaged row: the factors its effect was found to depend on (a rejected
     interaction), or whose simple effects go opposite ways beyond the band."""
-    if not pd.isna(row["within"]):
-        return ""
-    simple = _simple_effects(table, row)
     others = []
-    for other, cells in simple.groupby("within", sort=False):
+    for other, cells in _simple_effects(row, simple).groupby("within", sort=False):
         crossing = (cells["effect"] >= smallest_effect).any() and (cells["effect"] <= -smallest_effect).any()
         if (row["stratum_key"], frozenset((row["factor"], other))) in interacting or crossing:
             others.append(other)

@@ -87,26 +87,23 @@ class BlockModel:
         if k < 2 or len(self.y) == 0:
             return
         self.n_runs = np.bincount(self.config, minlength=k)
-        self.columns = [np.zeros(len(self.y), dtype=int), self.config]  # intercept, configuration
-        seed_count = 1
+        # each run's columns in treatment coding, -1 for none: the intercept, its configuration
+        # (the first configuration's mean is the intercept's) and its seed (the first is too)
+        self.columns = [np.zeros(len(self.y), dtype=int), np.where(self.config > 0, self.config, -1)]
+        seeds = pd.factorize(data[block].astype(str))[0] if self.blocked else np.zeros(len(self.y), dtype=int)
+        seed_count = int(seeds.max()) + 1
         if self.blocked:
-            seeds = pd.factorize(data[block].astype(str))[0]
-            self.columns.append(np.where(seeds > 0, k - 1 + seeds, 0))  # the first seed is in the intercept
-            seed_count = int(seeds.max()) + 1
-        # the first configuration's column is the intercept's: a run of it loads the intercept once
-        self.columns[1] = np.where(self.config > 0, self.config, -1)
+            self.columns.append(np.where(seeds > 0, k - 1 + seeds, -1))
         self.p = k + seed_count - 1
-        rank = k + seed_count - (self._components(seed_count) if self.blocked else 1)
+        rank = k + seed_count - (self._components(seeds, seed_count) if self.blocked else 1)
         self.residual_df = float(len(self.y) - rank)
         if self.residual_df < 1:
             return
         self._fit(spread, known, peel_level)
 
-    def _components(self, seed_count: int) -> int:
+    def _components(self, seeds: np.ndarray, seed_count: int) -> int:
         """Connected parts of the configuration-seed graph: each beyond the first costs the
         design a rank (the seed effects of a part are not comparable with another's)."""
-        seeds = self.columns[2] - (len(self.labels) - 1)
-        seeds[self.columns[2] == 0] = 0
         graph = sparse.coo_matrix((np.ones(len(self.y)), (self.config, len(self.labels) + seeds)),
                                   shape=(len(self.labels) + seed_count,) * 2)
         return connected_components(graph, directed=False)[0]

@@ -34,12 +34,11 @@ TAIL_DRAWS = 5_000
 
 @dataclass
 class Hypothesis:
-    """One hypothesis: `p` the two-sided p of its t part on `df` degrees of freedom, and
-    `of_runs` its estimate as a combination of the model's runs (None: tested alone);
-    `p_failures` the p of its failure rates' test, where it has one."""
+    """One hypothesis: `p` the two-sided p of its t part, and `of_runs` its estimate as a
+    combination of the model's runs (None: tested alone); `p_failures` the p of its failure
+    rates' test, where it has one."""
 
     p: float
-    df: float = math.inf
     of_runs: np.ndarray | None = None
     p_failures: float = float("nan")
     # set by the procedure: whether it was rejected and the levels it was last tested at
