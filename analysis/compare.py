@@ -45,15 +45,14 @@ import pandas as pd
 
 from analysis import stats
 from analysis.design import Design, study_design
+from analysis.failures import DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, mark_failures, probability_of_improvement
 from analysis.importance import parameter_importances
-from analysis.failures import (DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, mark_failures,
-                               probability_of_improvement)
 from analysis.load import Results, load_results
 from analysis.model import BlockModel
 from analysis.power import seeds_to_decide
 from analysis.testing import Graph, Hypothesis, closed_test, look_alpha
-from analysis.words import resume_command, sentence
-from trainables.errors import UserError
+from analysis.words import sentence
+from common.errors import UserError
 
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
                     "p_adjusted", "test_level", "verdict", "seeds_needed"]
@@ -90,7 +89,8 @@ class Analysis:
     strata: int = 0  # the strata (datasets) tested: each tests its graph at family_alpha / strata
     spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
     spread: str = "grouped"
-    # the command that adds seeds to the study, with {seeds} for the count (words.resume_command)
+    # the command that adds seeds to the study, with {seeds} for the count (the study records it in
+    # hpstudy.run; results written before 0.2 do not)
     more_seeds_command: str | None = None
 
     def findings(self) -> pd.DataFrame:
@@ -196,7 +196,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
                     family_alpha, extensions, look, spending, len(tested) if untestable is None else 0,
                     pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
-                    None if untestable else resume_command(results.run, results.folder))
+                    None if untestable else results.run.get("resume_command"))
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis.load import NOT_FACTORS, Results
-from trainables.cli import parse_value
-from trainables.errors import UserError
+from common.cli import parse_value
+from common.errors import UserError
 
 STRATA = ("trainable",)  # compared within, never pooled across
-NOT_DESIGN = {"replicates", "aggregate"}  # how seeds were batched, not what was compared
 MAX_LEVELS = 12  # more distinct values than this: a continuous parameter (an Optuna search), not a grid axis
 # What an Optuna search samples when its spec names no space (results written before the
 # spec recorded it: hpstudy's Optuna preset, study/studies/optuna.toml).
@@ -81,7 +80,7 @@ def _from_spec(results: Results) -> tuple[list[tuple[str, list]], str]:
 def _inferred(results: Results) -> list[tuple[str, list]]:
     trials = results.trials
     return [(c, _sorted_levels(trials[c])) for c in trials.columns
-            if c not in NOT_FACTORS and c not in NOT_DESIGN and 1 < trials[c].nunique() <= MAX_LEVELS]
+            if c not in NOT_FACTORS and 1 < trials[c].nunique() <= MAX_LEVELS]
 
 
 def parse_baselines(items: list[str]) -> dict[str, str]:

@@ -15,18 +15,25 @@ import pandas as pd
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study.contract import (EPOCHS_FILE, FINAL_METRICS, IDENTITY_COLUMNS, META_RUN, META_STUDY, OUTCOME_COLUMNS,
-                            REQUIRED_EPOCH_COLUMNS, REQUIRED_TRIAL_COLUMNS, TRIALS_FILE)
-from study.storage import filesystem_of, is_uri, join
-from trainables.errors import UserError
+from common.contract import (
+    EPOCHS_FILE,
+    FINAL_METRICS,
+    IDENTITY_COLUMNS,
+    META_RUN,
+    META_STUDY,
+    OUTCOME_COLUMNS,
+    REQUIRED_EPOCH_COLUMNS,
+    REQUIRED_TRIAL_COLUMNS,
+    TRIALS_FILE,
+)
+from common.errors import UserError
+from common.storage import filesystem_of, is_uri, join
+from trainables.keys import NOT_FACTORS as CONFIG_NOT_FACTORS
 
-# Columns that identify or measure a run, and config keys that are not part of a design (how
-# much data a smoke run used, what was logged, how it was computed); every other column of
-# trials.parquet is config a study may vary.
-NOT_FACTORS = {
-    *IDENTITY_COLUMNS, "seed", "status", "error", *OUTCOME_COLUMNS, *FINAL_METRICS, "epochs",
-    "max_train_samples", "max_eval_samples", "grad_norms", "precision", "channels_last", "compile",
-}
+# Columns that identify or measure a run, and config keys that are not part of a design (the seed,
+# and mechanics: how much data a smoke run used, what was logged, how it was computed, the
+# roles of trainables.keys); every other column of trials.parquet is config a study may vary.
+NOT_FACTORS = {*IDENTITY_COLUMNS, "status", "error", *OUTCOME_COLUMNS, *FINAL_METRICS, *CONFIG_NOT_FACTORS}
 
 
 class ResultsError(UserError):
@@ -60,8 +67,9 @@ def _read(location: str, required: list[str]) -> tuple[pd.DataFrame, dict, dict]
     try:
         table = pq.read_table(path, filesystem=filesystem)
     except Exception as exc:  # pyarrow raises several types for truncated or foreign files
-        raise ResultsError(f"{location} is not a readable Parquet file ({type(exc).__name__}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else 'corrupt'}); rerun the study or restore the file") from None
+        reason = str(exc).splitlines()[0] if str(exc) else "corrupt"
+        raise ResultsError(f"{location} is not a readable Parquet file ({type(exc).__name__}: {reason}); rerun the "
+                           "study or restore the file") from None
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise ResultsError(f"{location} lacks required column(s) {', '.join(missing)}; "

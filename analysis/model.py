@@ -296,14 +296,14 @@ class Spreads:
         return np.concatenate([prior_parts * self.prior, squares * (1 - self.to_prior) * self.own])
 
     @classmethod
-    def pooled(cls, own: np.ndarray, dfs: np.ndarray) -> "Spreads":
+    def pooled(cls, own: np.ndarray, dfs: np.ndarray) -> Spreads:
         k = len(own)
         total = max(float(dfs.sum()), 1e-12)
         return cls(np.zeros(k, dtype=int), np.ones(k), np.array([float((own * dfs).sum()) / total]),
                    np.array([total]), own, dfs)
 
     @classmethod
-    def known(cls, variances: np.ndarray) -> "Spreads":
+    def known(cls, variances: np.ndarray) -> Spreads:
         k = len(variances)
         return cls(np.zeros(k, dtype=int), np.zeros(k), np.zeros(1), np.array([math.inf]), variances,
                    np.full(k, math.inf))

@@ -12,6 +12,7 @@ from analysis.stats import learning_curves as curve_table
 from analysis.stats import levels
 from analysis.words import label
 
+
 def boxplot(trials: pd.DataFrame, x: str, value: str, hue: str | None = None, facet: str | None = None,
             title: str | None = None, order: list | None = None, hue_order: list | None = None):
     """Box per level of `x` (split by `hue`), every run drawn as a point on top; one panel per
@@ -91,7 +92,8 @@ def learning_curves(epochs: pd.DataFrame, factor: str, metrics=("train_loss", "v
         ax.set_xlabel("epoch")
         ax.set_ylabel(label(metric))
         ax.set_title(f"{label(metric)}: median and IQR across runs")
-        if metric.endswith("loss") and (table["median"] > 0).all() and table["median"].max() / max(table["median"].min(), 1e-12) > 50:
+        spans = table["median"].max() / max(table["median"].min(), 1e-12)
+        if metric.endswith("loss") and (table["median"] > 0).all() and spans > 50:
             ax.set_yscale("log")
     for ax in axes.flat[len(metrics):]:
         ax.set_visible(False)

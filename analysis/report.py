@@ -28,8 +28,9 @@ from analysis.failures import DEFAULT_CHANCE_MARGIN  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
 from analysis.power import MAX_SEEDS_NEEDED  # noqa: E402
 from analysis.words import answer, method, more_seeds, signed  # noqa: E402
-from trainables.cli import OneLineParser, report_user_error  # noqa: E402
-from trainables.errors import UserError  # noqa: E402
+from common.cli import OneLineParser, report_user_error  # noqa: E402
+from common.errors import UserError  # noqa: E402
+
 
 @dataclass
 class Document:

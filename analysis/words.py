@@ -7,12 +7,10 @@ print the answer without importing matplotlib."""
 from __future__ import annotations
 
 import math
-import shlex
 
 import pandas as pd
 
 from analysis.power import MAX_SEEDS_NEEDED
-
 
 LABELS = {
     "final_val_acc": "final validation accuracy", "best_val_acc": "best validation accuracy",
@@ -72,24 +70,6 @@ def answer(analysis) -> list[str]:
         lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{label(metric)}): " + " | ".join(parts)
                      + "." + where)
     return lines
-
-
-def resume_command(run: dict, folder) -> str | None:
-    """The command that adds seeds to the study in `folder` (study.extend), with `{seeds}` where
-    the count goes; None where the results do not say how the study was started."""
-    if not run or "preset" not in run:
-        return None
-    location = str(folder).rstrip("/")
-    storage, _, name = location.rpartition("/")
-    if run["preset"]:
-        start = f"python -m study.{run['preset']}" + (f" {run['trainable']}" if run.get("trainable") else "")
-    elif run.get("study_file"):
-        start = f"python -m study {shlex.quote(run['study_file'])}"
-    else:
-        return None
-    default_name = run["preset"] is not None and name == run["preset"]
-    return (f"{start} --storage {shlex.quote(storage or '.')}" + ("" if default_name else f" --name {shlex.quote(name)}")
-            + " --seeds {seeds} --resume")
 
 
 def more_seeds(analysis) -> list[str]:

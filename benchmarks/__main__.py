@@ -2,8 +2,19 @@
 
 import sys
 
-from benchmarks import (activation_cost, extension_error, findings_speed, fused_study, fusion, loop_overhead,
-                        seed_batching, seeds_on_demand, shared_data, study_overhead, versus_dataloader)
+from benchmarks import (
+    activation_cost,
+    extension_error,
+    findings_speed,
+    fused_study,
+    fusion,
+    loop_overhead,
+    seed_batching,
+    seeds_on_demand,
+    shared_data,
+    study_overhead,
+    versus_dataloader,
+)
 
 BENCHMARKS = {
     "loop_overhead": loop_overhead.run,

@@ -48,8 +48,9 @@ def verdict(name: str, value: float, target: float, higher_is_better: bool, unit
 
 
 def machine() -> str:
+    device = "cuda " + torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     return (f"{platform.node()} | {platform.processor() or platform.machine()} | torch {torch.__version__} "
-            f"| {torch.get_num_threads()} threads | {'cuda ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu'}")
+            f"| {torch.get_num_threads()} threads | {device}")
 
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # real data where this machine has it

@@ -1,5 +1,5 @@
-"""Benchmark 6: seed-batched trials. K seeds of one configuration as one batched trial
-(`replicates=K`, trainables.engines.StackedModel) vs K separate single-seed trials, K = 1, 4, 10.
+"""Benchmark 6: seed-batched trials. K seeds of one configuration as the members of one trial
+(`members=seed_members(0, K)`, trainables.engines) vs K separate single-seed trials, K = 1, 4, 10.
 
 Both sides are whole trials run in this process on one thread (what a 1-CPU Ray trial
 gets): model build, every epoch's training and validation, the test pass, and each
@@ -9,7 +9,8 @@ favours them. Runs alternate (separate, batched, separate, ...) and the median c
 Target: at least 2x for K = 10 on the MNIST-1D and MNIST MLPs.
 
 Then what a user sees: mnist1d_grid (16 configurations, 1-D CNN) with 10 seeds as 160
-single-seed Ray trials vs `--batch-seeds 10` (16 trials), on a local 2-CPU Ray.
+single-seed Ray trials vs `--fuse 10` (16 trials of one configuration's 10 seeds; the preset's
+axes, activation and batchnorm, are not fusible), on a local 2-CPU Ray.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch
 from benchmarks.common import interleaved, machine, verdict, write_mnist_idx
 from trainables import data as datasets
 from trainables.loop import fit
-from trainables.registry import get_spec, resolve_config
+from trainables.registry import get_spec, resolve_config, seed_members
 
 CASES = {
     # trainable: (extra config, epochs); MNIST: 10,000 real digits (9,000 train after the hold-out)
@@ -49,7 +50,7 @@ def separate(config: dict, k: int, data_root: str):
 
 
 def batched(config: dict, k: int, data_root: str):
-    return lambda: fit({**config, "replicates": k}, checkpointing_report, data_root=data_root)
+    return lambda: fit({**config, "members": seed_members(0, k)}, checkpointing_report, data_root=data_root)
 
 
 def study_wall_time(argv: list[str], storage: str, data_root: str, name: str) -> float:
@@ -72,7 +73,7 @@ def study_lines(epochs: int = 3, cpus: int = 2) -> list[str]:
         try:
             common = ["--seeds", "10", "--epochs", str(epochs)]
             single = study_wall_time(common, storage, data_root, "single")
-            batched_ = study_wall_time([*common, "--batch-seeds", "10"], storage, data_root, "batched")
+            batched_ = study_wall_time([*common, "--fuse", "10"], storage, data_root, "batched")
         finally:
             ray.shutdown()
     return [f"mnist1d_grid, 10 seeds x 16 configurations x {epochs} epochs on a {cpus}-CPU local Ray: "

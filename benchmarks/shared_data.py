@@ -60,8 +60,9 @@ def run() -> list[str]:
                              f"{', '.join(f'{e:.0f}' for e in extra)} MB")
     finally:
         ray.shutdown()
+    shared = max(copies["shared numpy arrays (hpstudy)"], 0)
     lines.append(f"host memory for N trials on a node: torch tensors ~ N x {copies['torch tensors']:.0f} MB; "
-                 f"shared arrays ~ 1 x {size:.0f} MB in the object store + N x {max(copies['shared numpy arrays (hpstudy)'], 0):.0f} MB")
+                 f"shared arrays ~ 1 x {size:.0f} MB in the object store + N x {shared:.0f} MB")
     lines.append(verdict("private data copy per worker, shared arrays, as a fraction of the dataset",
                          max(copies["shared numpy arrays (hpstudy)"], 0) / size, 0.1, higher_is_better=False, unit=""))
     return lines

@@ -43,7 +43,7 @@ def usual_epoch(config: dict, root: str, splits) -> None:
         opt.step()
     model.eval()
     with torch.inference_mode():
-        for x, y in val:
+        for x, _ in val:
             model(x).argmax(1)
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from trainables.errors import UserError
-
+from common.errors import UserError
 from study.options import RunOptions
 from study.presets import Study
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from trainables.errors import UserError
+from common.errors import UserError
 
 BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"  # where `ray up` puts the cluster's config on the head
 

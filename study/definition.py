@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from trainables.errors import ConfigError
+from common.errors import ConfigError
 
 SMOKE_DATA = {"max_train_samples": 256, "max_eval_samples": 128}
 SMOKE_EPOCHS = 2
@@ -74,7 +74,7 @@ class Study:
         """A JSON-able description, stored with the results."""
         return {"name": self.name, "description": self.description, "fixed": dict(self.fixed),
                 "axes": {k: list(v) for k, v in self.axes.items()}, "seeds": self.seeds,
-                "bundles": {k: {l: dict(v) for l, v in b.items()} for k, b in self.bundles.items()},
+                "bundles": {k: {label: dict(v) for label, v in b.items()} for k, b in self.bundles.items()},
                 "metric": self.metric, "mode": self.mode, "search": self.search,
                 "space": {k: list(v) for k, v in self.space.items()}, "plugins": list(self.plugins)}
 
@@ -84,6 +84,6 @@ def make_study(name, description, fixed, axes, seeds, smoke_axes, bundles=None, 
     """A Study from plain dicts and lists (frozen, axes as tuples)."""
     return Study(name, description, _frozen(fixed), _frozen({k: tuple(v) for k, v in axes.items()}), seeds,
                  _frozen({k: tuple(v) for k, v in smoke_axes.items()}),
-                 _frozen({k: _frozen({l: _frozen(v) for l, v in b.items()}) for k, b in (bundles or {}).items()}),
+                 _frozen({k: _frozen({label: _frozen(v) for label, v in b.items()}) for k, b in (bundles or {}).items()}),
                  metric=metric, mode=mode, search=search,
                  space=_frozen({k: tuple(v) for k, v in (space or {}).items()}), plugins=tuple(plugins))

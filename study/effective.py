@@ -6,19 +6,19 @@ before Ray starts or anything is written.
 
 from __future__ import annotations
 
-from trainables.errors import ConfigError
-from trainables.registry import resolve_config
-
+from common.errors import ConfigError
 from study.definition import SMOKE_DATA, SMOKE_EPOCHS, Study, make_study
+from study.fusion import fused_trials, members_of
 from study.options import RunOptions
 from study.presets import get_study
-from study.spaces import fused_trials, grid_points, members_of, space_corners
+from study.spaces import grid_points, space_corners
 from study.study_file import read_study_file
+from trainables.registry import resolve_config
 
 
 def effective_study(options: RunOptions) -> Study:
     """The preset or study file with this run's --set / --axis / --plugins / --epochs / --seeds /
-    --smoke / --batch-seeds applied."""
+    --smoke / --fuse / --aggregate applied."""
     study = read_study_file(options.study_file) if options.study_file else get_study(options.preset, options.trainable)
     fixed = {k: v for k, v in study.fixed.items() if k not in options.axis_overrides}
     fixed.update(options.sets)
@@ -30,11 +30,10 @@ def effective_study(options: RunOptions) -> Study:
         fixed.update(SMOKE_DATA, epochs=SMOKE_EPOCHS)
     if options.epochs:
         fixed["epochs"] = options.epochs
-    if options.batch_seeds:
-        # K seeds per trial: the grid's seed axis steps by K (spaces.seed_axis), so the seed
-        # count is rounded up to whole trials; an Optuna trial trains seeds 0..K-1
-        fixed.update(replicates=options.batch_seeds, aggregate=options.aggregate)
-        seeds = -(-seeds // options.batch_seeds) * options.batch_seeds
+    if options.fuse and study.search == "optuna":
+        seeds = options.fuse  # each sampled configuration's seeds 0..K-1, the members of its trial
+    if options.fuse and options.aggregate:
+        fixed["aggregate"] = options.aggregate  # what a fused trial reports to Tune: a config key
     plugins = list(dict.fromkeys([*options.plugins, *study.plugins]))
     return make_study(options.name, study.description, fixed, axes, seeds, smoke_axes,
                       {k: {label: dict(keys) for label, keys in b.items()} for k, b in study.bundles.items()},

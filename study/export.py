@@ -17,15 +17,27 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from study.contract import (EPOCH_METRICS, EPOCHS_FILE, FINAL_METRICS, META_GIT_COMMIT, META_RUN, META_STUDY,
-                            META_VERSIONS, OPTIONAL_EPOCH_METRICS, TRIALS_FILE, TrialRecord)
-from study.presets import Study
-from study.spaces import members_of
-from study.storage import filesystem_of, is_uri, join
-from trainables.files import write_atomically
+from common.contract import (
+    EPOCH_METRICS,
+    EPOCHS_FILE,
+    FINAL_METRICS,
+    MEMBER_METRICS,
+    META_GIT_COMMIT,
+    META_RUN,
+    META_STUDY,
+    META_VERSIONS,
+    OPTIONAL_EPOCH_METRICS,
+    TRIALS_FILE,
+    TrialRecord,
+    config_cell,
+    member_run_id,
+)
+from common.storage import write_parquet
+from study.definition import Study
+from study.fusion import members_of
 from trainables.registry import resolve_config
+
 
 def trial_config(study: Study, config: dict) -> dict:
     """The full config of a trial as stored: labels, then every resolved key.
@@ -35,8 +47,7 @@ def trial_config(study: Study, config: dict) -> dict:
     """
     labels = {k: config[k] for k in study.bundles if k in config}
     resolved = resolve_config(study.expand(config))
-    row = {**resolved, **labels}
-    return {k: json.dumps(v) if isinstance(v, (list, tuple)) else v for k, v in row.items()}
+    return {k: config_cell(v) for k, v in {**resolved, **labels}.items()}
 
 
 def identity(study: Study, trial_id: str, config: dict) -> dict:
@@ -131,37 +142,6 @@ def _table(frame: pd.DataFrame, meta: dict[bytes, bytes]) -> pa.Table:
     return table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
 
 
-def write_atomic(table: pa.Table, destination: str) -> None:
-    """Local path: temp file in the same folder + os.replace. URI: the object store's single PUT."""
-    if is_uri(destination):
-        filesystem, path = filesystem_of(destination)
-        pq.write_table(table, path, filesystem=filesystem)
-        return
-    write_atomically(Path(destination.removeprefix("file://")), lambda tmp: pq.write_table(table, tmp))
-
-
-def write_json(destination: str, data: dict) -> None:
-    filesystem, path = filesystem_of(destination)
-    filesystem.create_dir(path.rsplit("/", 1)[0], recursive=True)
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(json.dumps(data, indent=2, default=str).encode())
-
-
-def plain(value):
-    """`value` as JSON gives it back (tuples as lists, other values as text): what a saved spec or
-    run file holds, to compare with."""
-    return json.loads(json.dumps(value, default=str))
-
-
-def read_json(source: str) -> dict | None:
-    """The JSON file at `source`, or None where there is none."""
-    filesystem, path = filesystem_of(source)
-    if filesystem.get_file_info(path).type.name != "File":
-        return None
-    with filesystem.open_input_stream(path) as stream:
-        return json.loads(stream.read().decode())
-
-
 def write_results(folder: str, study: Study, epochs: list[dict], trials: list[dict], run_info: dict | None = None):
     meta = file_metadata(study, run_info)
     epochs_frame = pd.DataFrame(epochs)
@@ -175,47 +155,34 @@ def write_results(folder: str, study: Study, epochs: list[dict], trials: list[di
     trials_frame = pd.DataFrame(trials)
     if not trials_frame.empty:
         trials_frame = trials_frame.sort_values("trial_id", kind="stable").reset_index(drop=True)
-    write_atomic(_table(epochs_frame, meta), join(folder, EPOCHS_FILE))
-    write_atomic(_table(trials_frame, meta), join(folder, TRIALS_FILE))
+    write_parquet(_table(epochs_frame, meta), f"{folder.rstrip('/')}/{EPOCHS_FILE}")
+    write_parquet(_table(trials_frame, meta), f"{folder.rstrip('/')}/{TRIALS_FILE}")
 
 
 def runs_of(trial_id: str, trial: TrialRecord) -> list[tuple[str, dict, list[dict]]]:
-    """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a trial that
-    batched K seeds (config `replicates`, see trainables.loop), one run per seed, or for a fused
-    trial (config `members`), one run per member.
+    """One Tune trial -> its runs as (trial_id, config, history): itself, or, for a fused trial
+    (config `members`), one run per member, `<trial id>-m<index>`.
 
-    A batched trial's epochs carry `replicate_metrics`, one row per seed (member) still training;
-    each becomes a run of its own, `<trial id>-seed<seed>` (`<trial id>-m<index>`), whose rows
-    look exactly like a single-seed trial's, so analysis never needs to know runs were batched.
-    """
+    A fused trial's epochs carry its members' rows (`member_metrics`, see trainables.loop), one
+    per member still training; each member's become the history of a run whose rows look exactly
+    like a trial's of its own, so the analysis never needs to know runs were fused."""
     members = members_of(trial["config"])
-    if members:
-        shared = {k: v for k, v in trial["config"].items() if k != "members"}
-        if len(members) == 1:  # one member trains as a single model and reports its row as it is
-            return [(f"{trial_id}-m0", {**shared, **members[0]}, trial["history"])]
-        by_member: dict[int, list[dict]] = {i: [] for i in range(len(members))}
-        for metrics in trial["history"]:
-            rows = metrics.get("replicate_metrics")
-            if isinstance(rows, list):
-                for row in rows:
-                    by_member[int(row["member"])].append(row)
-        return [(f"{trial_id}-m{i}", {**shared, **member}, by_member[i]) for i, member in enumerate(members)]
-    replicates = trial["config"].get("replicates", 1)
-    if replicates == 1:
+    if not members:
         return [(trial_id, trial["config"], trial["history"])]
-    first_seed = trial["config"].get("seed", 0)
-    histories: dict[int, list[dict]] = {first_seed + r: [] for r in range(replicates)}
+    shared = {k: v for k, v in trial["config"].items() if k != "members"}
+    if len(members) == 1:  # one member trains as a single model and reports its row as it is
+        return [(member_run_id(trial_id, 0), {**shared, **members[0]}, trial["history"])]
+    by_member: dict[int, list[dict]] = {i: [] for i in range(len(members))}
     for metrics in trial["history"]:
-        rows = metrics.get("replicate_metrics")
+        rows = metrics.get(MEMBER_METRICS)
         if isinstance(rows, list):  # Tune's log may hold it as text; the checkpoint's copy is exact
             for row in rows:
-                histories[int(row["seed"])].append(row)
-    return [(f"{trial_id}-seed{seed}", {**trial["config"], "seed": seed}, history)
-            for seed, history in histories.items()]
+                by_member[int(row["member"])].append(row)
+    return [(member_run_id(trial_id, i), {**shared, **member}, by_member[i]) for i, member in enumerate(members)]
 
 
 def collect(study: Study, trials: dict[str, TrialRecord]) -> tuple[list[dict], list[dict]]:
-    """Tune trial id -> its record (study.contract.TrialRecord) -> (epoch rows, trial rows)."""
+    """Tune trial id -> its record (common.contract.TrialRecord) -> (epoch rows, trial rows)."""
     epochs_out, trials_out = [], []
     for tune_trial_id, trial in sorted(trials.items()):
         for trial_id, config, history in runs_of(tune_trial_id, trial):

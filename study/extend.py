@@ -14,38 +14,36 @@ from __future__ import annotations
 
 import datetime
 import json
-from dataclasses import replace
 
 import pyarrow.parquet as pq
 
-from trainables.errors import UserError
-
+from common.contract import META_STUDY, TRIALS_FILE, TrialRecord
+from common.errors import UserError
+from common.storage import filesystem_of, join, plain
 from study import export
-from study.contract import META_STUDY, TRIALS_FILE, TrialRecord
-from study.options import RunOptions
-from study.presets import Study
-from study.spaces import fused_trials, grid_points, members_of
-from study.storage import filesystem_of, join
+from study.definition import Study
+from study.fusion import fused_trials, trial_seeds
+from study.spaces import grid_points
 
 EXTENSION_PREFIX = "extension-"
 # what makes one study's grid another's; the seed count is what an extension changes
 GRID_KEYS = ("axes", "fixed", "bundles", "search", "space", "metric", "mode")
 
 
-def part_folders(options: RunOptions) -> list[str]:
+def part_folders(folder: str, extensions) -> list[str]:
     """The study's Tune experiments in the order they ran: the first, then each extension."""
-    return [options.folder, *(join(options.folder, e["experiment"]) for e in options.extensions)]
+    return [folder, *(join(folder, e["experiment"]) for e in extensions)]
 
 
-def study_parts(study: Study, options: RunOptions) -> list[dict[str, TrialRecord]]:
+def study_parts(study: Study, folder: str, extensions) -> list[dict[str, TrialRecord]]:
     """Each part's Tune trials, in the order of part_folders (an extension interrupted before
     Tune saved its state has none yet)."""
     parts = []
-    for folder in part_folders(options):
+    for part in part_folders(folder, extensions):
         try:
-            parts.append(export.from_experiment(study, folder))
+            parts.append(export.from_experiment(study, part))
         except ValueError:  # no experiment state in the folder
-            if folder == options.folder:
+            if part == folder:
                 raise
             parts.append({})
     return parts
@@ -56,8 +54,8 @@ def merged(parts: list[dict[str, TrialRecord]]) -> dict[str, TrialRecord]:
     return {trial_id: trial for part in parts for trial_id, trial in part.items()}
 
 
-def from_study(study: Study, options: RunOptions) -> dict[str, TrialRecord]:
-    return merged(study_parts(study, options))
+def from_study(study: Study, folder: str, extensions) -> dict[str, TrialRecord]:
+    return merged(study_parts(study, folder, extensions))
 
 
 def saved_spec(folder: str) -> dict | None:
@@ -75,7 +73,7 @@ def _show(value) -> str:
 
 def grid_difference(saved: dict, study: Study) -> str | None:
     """What makes `study`'s grid not the saved one's, in a few words, or None."""
-    now = export.plain(study.spec())
+    now = plain(study.spec())
     for key in GRID_KEYS:
         if key not in saved:  # results written before the spec had this key
             continue
@@ -90,12 +88,12 @@ def grid_difference(saved: dict, study: Study) -> str | None:
     return None
 
 
-def check_same_grid(study: Study, options: RunOptions) -> None:
+def check_same_grid(study: Study, folder: str) -> None:
     """Refuse a --resume whose grid is not the study's (another axis, other levels, other fixed values)."""
-    saved = saved_spec(options.folder)
+    saved = saved_spec(folder)
     difference = None if saved is None else grid_difference(saved, study)
     if difference:
-        raise UserError(f"{options.folder} was trained with another grid ({difference}); --resume continues the "
+        raise UserError(f"{folder} was trained with another grid ({difference}); --resume continues the "
                         f"study's own grid (more seeds with --seeds N); a changed grid is a new study: give it "
                         f"--name NEW_NAME")
 
@@ -117,76 +115,52 @@ def trained_seeds(study: Study, trials: dict[str, TrialRecord]) -> dict[tuple, s
 def missing_trials(study: Study, trained: dict[tuple, set[int]], fuse: int | None = None) -> list[dict]:
     """The trial configs of the grid (at the study's new seed count) that no part trained; with
     `fuse`, those runs fused as the study fuses its grid."""
-    batch = int(study.fixed.get("replicates", 1))
-    missing = []
-    for config in grid_points(study.fixed, study.axes, study.seeds):
-        have = trained.get(_key(config, study), set())
-        wanted = set(range(config["seed"], config["seed"] + batch))
-        if not wanted & have:
-            missing.append(config)
-        elif not wanted <= have:  # a batch half trained: seeds were batched otherwise (refused as a grid change)
-            raise UserError(f"seeds {sorted(wanted - have)} of one configuration were trained in another batch; "
-                            "extend with the study's own --batch-seeds")
+    missing = [config for config in grid_points(study.fixed, study.axes, study.seeds)
+               if config["seed"] not in trained.get(_key(config, study), set())]
     return fused_trials(study, fuse, missing) if fuse and missing else missing
-
-
-def trial_seeds(config: dict) -> list[int]:
-    """The seeds one trial config trains: its members', its replicates', or its own."""
-    members = members_of(config)
-    if members:
-        return [int(m["seed"]) for m in members]
-    return [int(config["seed"]) + r for r in range(int(config.get("replicates", 1)))]
 
 
 def unfinished(trials: dict[str, TrialRecord]) -> int:
     return sum(not t["finished"] for t in trials.values())
 
 
-def new_extension(options: RunOptions, seeds_before: int, seeds: int, trials: list[dict]) -> dict:
+def new_extension(extensions, seeds_before: int, seeds: int, trials: list[dict]) -> dict:
     """The record of one extension, kept in the run file and the Parquet metadata (hpstudy.run)."""
-    return {"experiment": f"{EXTENSION_PREFIX}{len(options.extensions) + 1}", "seeds_before": seeds_before,
+    return {"experiment": f"{EXTENSION_PREFIX}{len(extensions) + 1}", "seeds_before": seeds_before,
             "seeds": seeds, "trials": len(trials),
             "seeds_trained": sorted({seed for c in trials for seed in trial_seeds(c)}),
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 
 
-def extension_runs(options: RunOptions, parts: list[dict[str, TrialRecord]]) -> list[dict]:
+def extension_runs(extensions, parts: list[dict[str, TrialRecord]]) -> list[dict]:
     """Each extension's record with the run ids it added (what the metadata says of each run);
     `parts` as study_parts read them."""
     return [{**extension, "run_ids": sorted(run_id for trial_id, trial in part.items()
                                             for run_id, _, _ in export.runs_of(trial_id, trial))}
-            for extension, part in zip(options.extensions, parts[1:])]
+            for extension, part in zip(extensions, parts[1:])]
 
 
-def plan_extension(study: Study, options: RunOptions, wanted: int | None):
-    """For `--seeds wanted --resume`: (the options with the extension recorded, the study at the
-    new seed count, the trials to train), or None where the study keeps its seed count.
-    Everything refused here is refused before anything is written."""
-    from study.effective import effective_study
-
-    if wanted is None:
-        return None
-    grown = effective_study(replace(options, seeds=wanted))
-    if grown.seeds == study.seeds:
-        return None
+def extension_trials(study: Study, grown: Study, name: str, folder: str, extensions, fuse: int | None,
+                     max_seeds: int | None) -> list[dict]:
+    """For `--seeds N --resume` (the study at N seeds: `grown`): the trials that give every
+    configuration N seeds. Everything refused here is refused before anything is written."""
     if grown.seeds < study.seeds:
-        raise UserError(f"--seeds {wanted} is below the {study.seeds} seeds per configuration study {options.name} "
+        raise UserError(f"--seeds {grown.seeds} is below the {study.seeds} seeds per configuration study {name} "
                         f"has; a study keeps every run it trained: drop --seeds to resume it, or give more than "
                         f"{study.seeds} to add seeds")
     if study.search != "grid":
         raise UserError("an Optuna search has no seeds to add; run the configurations it found as a grid study")
-    trials = from_study(study, options)
+    trials = from_study(study, folder, extensions)
     not_finished = unfinished(trials)
     if not_finished:
-        raise UserError(f"{options.folder} has {not_finished} trials that did not finish; finish them first "
+        raise UserError(f"{folder} has {not_finished} trials that did not finish; finish them first "
                         f"with the same command and --resume without --seeds, then add seeds")
-    missing = missing_trials(grown, trained_seeds(grown, trials), options.fuse)
+    missing = missing_trials(grown, trained_seeds(grown, trials), fuse)
     if not missing:
-        gave = f" (seeds on demand gave some up to {options.max_seeds})" if options.max_seeds else ""
-        raise UserError(f"every configuration of {options.name} already has {grown.seeds} seeds or more{gave}; "
+        gave = f" (seeds on demand gave some up to {max_seeds})" if max_seeds else ""
+        raise UserError(f"every configuration of {name} already has {grown.seeds} seeds or more{gave}; "
                         "nothing to train: give a larger --seeds")
-    record = new_extension(options, study.seeds, grown.seeds, missing)
-    return replace(options, seeds=wanted, extensions=(*options.extensions, record)), grown, missing
+    return missing
 
 
 def has_saved_state(folder: str) -> bool:
@@ -199,10 +173,9 @@ def has_saved_state(folder: str) -> bool:
                for info in filesystem.get_file_info(pafs.FileSelector(path, allow_not_found=True)))
 
 
-def restart_extension(study: Study, options: RunOptions):
-    """--resume of an extension Tune never saved (its driver stopped as it began): start it again,
-    as (options, study, the trials still missing); None where the last part can be restored."""
-    if not options.extensions or has_saved_state(part_folders(options)[-1]):
-        return None
-    missing = missing_trials(study, trained_seeds(study, from_study(study, options)), options.fuse)
-    return (options, study, missing) if missing else None
+def trials_to_restart(study: Study, folder: str, extensions, fuse: int | None) -> list[dict]:
+    """--resume of an extension Tune never saved (its driver stopped as it began): the trials it
+    still misses, to start it again; none where the last part can be restored."""
+    if not extensions or has_saved_state(part_folders(folder, extensions)[-1]):
+        return []
+    return missing_trials(study, trained_seeds(study, from_study(study, folder, extensions)), fuse)

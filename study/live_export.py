@@ -7,12 +7,12 @@ import time
 from pyarrow.fs import FileSelector, FileType
 from ray import tune
 
+from common.contract import TrialRecord, new_record
 from study import export
-from study.contract import TrialRecord, new_record
 from study.extend import from_study
-from study.options import RunOptions
-from study.presets import Study
-from study.run_file import run_info
+from study.plan import Plan
+from study.rounds import latest_state_file, saved_status
+from study.run_file import run_record
 
 FLUSH_EVERY_S = 5.0  # how often finished trials refresh the Parquet files during a study
 
@@ -24,15 +24,16 @@ class ParquetExporter(tune.Callback):
     what a resumed study already holds is read in `setup`, which runs in either case.
     """
 
-    def __init__(self, study: Study, options: RunOptions):
-        self.study, self.options = study, options
+    def __init__(self, plan: Plan):
+        self.plan = plan
         self.trials: dict[str, TrialRecord] = {}
         self.last_flush = float("-inf")
+        self.rounds_seen = (None, None)  # the searcher state file last read, and its status
 
     def setup(self, **info):
         self.last_flush = float("-inf")
         try:  # a restored study: start from what it already holds
-            self.trials = from_study(self.study, self.options)
+            self.trials = from_study(self.plan.study, self.plan.folder, self.plan.extensions)
         except ValueError:  # a new one: Tune has saved no experiment state yet
             self.trials = {}
 
@@ -62,9 +63,21 @@ class ParquetExporter(tune.Callback):
         # trials; the final export after tuner.fit() is always written in full.
         if time.monotonic() - self.last_flush < FLUSH_EVERY_S:
             return
-        epochs, trial_rows = export.collect(self.study, self.trials)
-        export.write_results(self.options.folder, self.study, epochs, trial_rows, run_info(self.options))
+        epochs, trial_rows = export.collect(self.plan.study, self.trials)
+        export.write_results(self.plan.folder, self.plan.study, epochs, trial_rows,
+                             run_record(self.plan, self.rounds_status()))
         self.last_flush = time.monotonic()
+
+    def rounds_status(self) -> dict | None:
+        """A seeds-on-demand study's rounds for the metadata, read again only when the searcher
+        has saved a new state (Tune saves it every few seconds; a round takes far longer)."""
+        if not self.plan.options.max_seeds:
+            return None
+        state_file = latest_state_file(self.plan.folder)
+        key = None if state_file is None else (state_file.path, state_file.mtime_ns, state_file.size)
+        if key != self.rounds_seen[0]:
+            self.rounds_seen = (key, saved_status(self.plan.folder, state_file) if state_file else {})
+        return self.rounds_seen[1]
 
 
 def prune_checkpoints(trial) -> None:

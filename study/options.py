@@ -2,83 +2,107 @@
 [flags]` -> RunOptions.
 
 Bad flags and flag combinations are one line on stderr and exit code 2 (argparse's
-`error`, through trainables.cli.OneLineParser); a bad study file, plugin or override
+`error`, through common.cli.OneLineParser); a bad study file, plugin or override
 is a UserError, which the runner's main turns into the same.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass, field
+import shlex
+import sys
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 
-from trainables.cli import OneLineParser, parse_assignments, parse_value
-from trainables.errors import UserError
-from trainables.plugins import import_plugins
-from trainables.registry import AGGREGATES, TRAINABLES
-
-from study.storage import join
+from common.cli import OneLineParser, parse_assignments, parse_value
+from common.errors import UserError
+from common.files import DEFAULT_DATA_ROOT
+from common.storage import join
 from study.definition import SMOKE_EPOCHS, Study
 from study.presets import PER_TRAINABLE, get_study
 from study.study_file import read_study_file
+from trainables.keys import AGGREGATES
+from trainables.plugins import import_plugins
+from trainables.registry import TRAINABLES
 
 # --log NAME -> (the package it needs, the extra that installs it)
 LOGGERS = {"tensorboard": ("tensorboardX", "tensorboard"), "mlflow": ("mlflow", "mlflow"), "wandb": ("wandb", "wandb")}
-DEFAULT_STORAGE = "results"
-DEFAULT_DATA_ROOT = "data"
 DEFAULT_OPTUNA_SAMPLES = 20
-# What --resume takes from the run file rather than the command line, and the value a run
-# file written before that option existed implies (study.run_file.resumed_options: a flag
-# given again must agree with the study; --seeds may grow, which extends it).
-RESUMED_OPTIONS = {"smoke": False, "epochs": None, "seeds": None, "num_samples": None, "asha": False,
-                   "batch_seeds": None, "fuse": None, "aggregate": "mean", "max_seeds": None, "smallest_effect": 0.01,
-                   "sets": {}, "axis_overrides": {}, "plugins": [], "optuna_storage": None, "extensions": []}
+
+
+def flag(default=None, *, recorded: bool = True, resumed: bool = False, grid: bool = False):
+    """A RunOptions field and what the run does with it: `recorded` in the run file and the
+    results' `hpstudy.run` metadata; `resumed`: --resume takes it from the run file (a value given
+    again must agree with the study's, or, for a `grid` flag, takes part in the spec that
+    study.extend.check_same_grid compares; the default is what a run file without it implies)."""
+    metadata = {"recorded": recorded, "resumed": resumed, "grid": grid}
+    if isinstance(default, dict):  # a dataclass takes a mutable default only as a factory
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    preset: str | None  # None: a study file
-    trainable: str | None  # presets made per trainable (study.presets.PER_TRAINABLE) only
-    epochs: int | None
-    seeds: int | None
-    smoke: bool
-    storage: str
-    name: str
-    address: str | None
-    resume: bool
-    data_root: str
-    download: bool
-    cpus_per_trial: float
-    gpus_per_trial: float | None
-    max_concurrent: int | None
-    num_samples: int | None
-    max_failures: int
-    asha: bool
-    batch_seeds: int | None = None  # seeds trained together in one trial (trainables.engines.StackedModel)
-    fuse: int | None = None  # grid points (configurations and seeds) trained together as members of one trial
-    aggregate: str = "mean"  # how a batched trial's seeds combine into the metric Tune optimises
-    max_seeds: int | None = None  # seeds on demand: up to this many seeds where a comparison is open
-    smallest_effect: float = 0.01  # seeds on demand: the smallest difference that matters
-    checkpoint_every_s: float | None = None  # None: trainables.tune_adapter.CHECKPOINT_EVERY_S
-    study_file: str | None = None  # absolute path of the study file (python -m study FILE.toml)
-    sets: dict = field(default_factory=dict)  # --set key=value: fixed values
-    axis_overrides: dict = field(default_factory=dict)  # --axis key=levels: axes replaced or added
-    plugins: tuple = ()  # --plugins, besides the study's own
-    print_study: bool = False
-    optuna_storage: str | None = None  # Optuna's own storage (sqlite:///file.db or a journal file), for its dashboard
-    log: tuple = ()  # --log: Tune logger callbacks (study.tuner.LOGGERS)
-    verbose: bool = False  # Tune's own trial table instead of the compact progress bar
-    shared_storage: bool = False  # a local --storage folder that every node of a cluster mounts
-    cluster_config: str | None = None  # the autoscaling config where the GCS has none (default: ray up's ~/ray_bootstrap_config.yaml)
-    extensions: tuple = ()  # the study's extensions with more seeds so far (study.extend.new_extension records)
+    """The runner's command line, as given (on --resume, with the study's own flags from its run file).
+
+    Adding a flag: a field here (with `flag(...)`: whether the run file records it, --resume
+    takes it from there, it shapes the grid) and its `add_argument` in `parse_args`, whose
+    `dest` is the field's name."""
+
+    preset: str | None = flag()  # None: a study file
+    trainable: str | None = flag()  # presets made per trainable (study.presets.PER_TRAINABLE) only
+    study_file: str | None = flag()  # absolute path of the study file (python -m study FILE.toml)
+    epochs: int | None = flag(resumed=True, grid=True)
+    seeds: int | None = flag(resumed=True)  # a larger --seeds on --resume extends the study (study.extend)
+    smoke: bool = flag(False, resumed=True, grid=True)
+    storage: str = flag("results", recorded=False)
+    name: str = flag("", recorded=False)
+    address: str | None = flag(recorded=False)
+    resume: bool = flag(False, recorded=False)
+    data_root: str = flag(DEFAULT_DATA_ROOT)
+    download: bool = flag(False, recorded=False)
+    cpus_per_trial: float = flag(1.0)
+    gpus_per_trial: float | None = flag()
+    max_concurrent: int | None = flag()
+    num_samples: int | None = flag(resumed=True)
+    max_failures: int = flag(3)
+    asha: bool = flag(False, resumed=True)
+    fuse: int | None = flag(resumed=True)  # runs trained together as the members of one trial
+    aggregate: str | None = flag(resumed=True, grid=True)  # how a fused trial's members combine into Tune's metric
+    max_seeds: int | None = flag(resumed=True)  # seeds on demand: up to this many seeds where a comparison is open
+    smallest_effect: float = flag(0.01, resumed=True)  # seeds on demand: the smallest difference that matters
+    checkpoint_every_s: float | None = flag()  # None: trainables.tune_adapter.CHECKPOINT_EVERY_S
+    sets: dict = flag({}, resumed=True, grid=True)  # --set key=value: fixed values
+    axis_overrides: dict = flag({}, resumed=True, grid=True)  # --axis key=levels: axes replaced or added
+    plugins: tuple = flag((), resumed=True)  # --plugins, besides the study's own
+    print_study: bool = flag(False, recorded=False)
+    optuna_storage: str | None = flag(resumed=True)  # Optuna's own storage (sqlite:///file.db or a journal file)
+    log: tuple = flag(())  # --log: Tune logger callbacks (study.tuner.LOGGERS)
+    verbose: bool = flag(False, recorded=False)  # Tune's own trial table instead of the compact progress bar
+    shared_storage: bool = flag(False, recorded=False)  # a local --storage folder that every node mounts
+    cluster_config: str | None = flag(recorded=False)  # the autoscaling config where the GCS has none
 
     @property
     def prog(self) -> str:
-        return "python -m study" if self.preset is None else f"python -m study.{self.preset}"
+        return study_command(self.preset)
 
     @property
     def folder(self) -> str:
         return join(self.storage, self.name)
+
+
+def options_where(what: str) -> dict:
+    """The RunOptions fields whose flag() says `what` ("recorded", "resumed", "grid"), with their defaults."""
+    return {f.name: f.default_factory() if f.default is MISSING else f.default
+            for f in fields(RunOptions) if f.metadata[what]}
+
+
+def study_command(preset: str | None, trainable: str | None = None, study_file: str | None = None) -> str:
+    """How a study is started: `python -m study.<preset> [TRAINABLE]`, or `python -m study FILE.toml`
+    (without `study_file`: the program's name)."""
+    if preset is not None:
+        return f"python -m study.{preset}" + (f" {trainable}" if trainable else "")
+    return "python -m study" + (f" {shlex.quote(study_file)}" if study_file else "")
 
 
 def _int_at_least(minimum: int):
@@ -149,33 +173,52 @@ def check_overrides(study: Study, sets: dict, axes: dict) -> None:
                         "study file (--print-study writes one)")
 
 
-def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
-    """`preset` None: the first argument is a study file."""
-    # --plugins first: they may register the trainable a per-trainable preset is given
-    early = argparse.ArgumentParser(add_help=False)
-    early.add_argument("--plugins", action="append", default=[])
-    plugins = _plugin_entries(early.parse_known_args(argv)[0].plugins)
-    import_plugins(plugins)
+# Flag combinations refused before anything runs: (when, the one line that says why and what to do).
+# Each test reads the parsed arguments `a` and the study `s` the run starts from.
+REFUSALS = [
+    (lambda a, s: a.shared_storage and "://" in a.storage,
+     lambda a, s: f"--shared-storage is for a folder every node mounts; {a.storage} is an object store, which every "
+                  "node reaches anyway: drop --shared-storage"),
+    (lambda a, s: a.cluster_config and not Path(a.cluster_config).expanduser().is_file(),
+     lambda a, s: f"--cluster-config {a.cluster_config} does not exist; give the YAML the cluster was started with "
+                  "(ray up leaves it on the head as ~/ray_bootstrap_config.yaml)"),
+    (lambda a, s: a.optuna_storage and s.search != "optuna",
+     lambda a, s: "--optuna-storage keeps an Optuna search's study; a grid has none, drop it"),
+    (lambda a, s: a.asha and s.search != "optuna",
+     lambda a, s: "--asha stops poor trials of an Optuna search; a grid trains every point to the end, drop it"),
+    (lambda a, s: a.num_samples is not None and s.search != "optuna",
+     lambda a, s: "--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats"),
+    (lambda a, s: s.search == "optuna" and a.seeds not in (None, 1),
+     lambda a, s: "an Optuna search trains seed 0 per sampled config (or seeds 0..K-1 as the members of one trial "
+                  "with --fuse K); drop --seeds"),
+    (lambda a, s: a.max_seeds is not None and s.search == "optuna",
+     lambda a, s: "--max-seeds adds seeds to a grid's open comparisons; an Optuna search has none, drop it"),
+    (lambda a, s: a.max_seeds is not None and a.max_seeds < first_seeds(a, s),
+     lambda a, s: f"--max-seeds {a.max_seeds} is below the {first_seeds(a, s)} seeds every configuration starts "
+                  f"with (--seeds); e.g. --seeds {first_seeds(a, s)} --max-seeds {4 * first_seeds(a, s)}"),
+    (lambda a, s: a.smallest_effect is not None and a.max_seeds is None,
+     lambda a, s: "--smallest-effect decides when seeds on demand stop; add --max-seeds M "
+                  "(the report takes its own --smallest-effect)"),
+    (lambda a, s: a.aggregate is not None and a.fuse is None,
+     lambda a, s: "--aggregate combines the members of a fused trial into the metric Tune sees; add --fuse K"),
+    (lambda a, s: "/" in (a.name or s.name) or (a.name or s.name) in (".", ".."),
+     lambda a, s: f"--name must be a plain folder name, got {a.name or s.name!r}"),
+]
 
-    per_trainable = preset in PER_TRAINABLE
-    if preset is None:
-        description = __doc__.splitlines()[0]
-    else:
-        description = (get_study(preset) if not per_trainable else read_study_file(
-            Path(__file__).parent / "studies" / f"{preset}.toml")).description
-    parser = OneLineParser(prog="python -m study" if preset is None else f"python -m study.{preset}",
-                           description=description)
-    if preset is None:
-        parser.add_argument("study_file", metavar="FILE.toml", help="the study file (see ARCHITECTURE.md, study files)")
-    if per_trainable:
-        parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
-                            help=f"one of: {', '.join(TRAINABLES)}")
+
+def first_seeds(args, study: Study) -> int:
+    """The seeds every configuration starts with."""
+    return args.seeds or (1 if args.smoke else study.seeds)
+
+
+def add_flags(parser: argparse.ArgumentParser) -> None:
+    """Every flag of the runner; each `dest` is a RunOptions field."""
     parser.add_argument("--epochs", type=_positive_int, help="epochs per trial (default: the preset's)")
     parser.add_argument("--seeds", type=_positive_int,
                         help="seeds per configuration, 0..K-1 (default: the preset's); with --resume, more seeds "
                              "than the study has trains only the missing ones")
     parser.add_argument("--smoke", action="store_true", help=f"a handful of trials, {SMOKE_EPOCHS} epochs, small data")
-    parser.add_argument("--storage", default=DEFAULT_STORAGE, help="results folder or URI (s3://, gs://); default ./results")
+    parser.add_argument("--storage", default=RunOptions.storage, help="results folder or URI (s3://, gs://); default ./results")
     parser.add_argument("--name", help="study folder name under --storage (default: the preset name)")
     parser.add_argument("--address", help="Ray cluster to join (auto on a `ray up` head node); default: start a local Ray")
     parser.add_argument("--shared-storage", action="store_true",
@@ -191,7 +234,8 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--download", action="store_true", help="download missing torchvision datasets")
     parser.add_argument("--cpus-per-trial", type=_resource(allow_zero=False), default=1.0)
     parser.add_argument("--gpus-per-trial", type=_resource(allow_zero=True), default=None,
-                        help="GPUs per trial, fractions pack trials (0.25: four per GPU); default 1 if the cluster has GPUs, else 0")
+                        help="GPUs per trial, fractions pack trials (0.25: four per GPU); default 1 if the cluster "
+                             "has GPUs, else 0")
     parser.add_argument("--max-concurrent", type=_positive_int, help="trials running at once (default: as resources allow)")
     parser.add_argument("--num-samples", type=_positive_int,
                         help=f"Optuna trials (default {DEFAULT_OPTUNA_SAMPLES}); grid presets run each grid point once")
@@ -199,14 +243,14 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--checkpoint-every-s", type=_resource(allow_zero=True), metavar="S",
                         help="save a trial's state at most every S seconds and at its end (default 30; 0: every "
                              "epoch); a restarted trial redoes at most S seconds")
-    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K",
-                        help="train K seeds of each configuration as one batched trial (seeds rounded up to a "
-                             "multiple of K); each seed still gets its own rows in the results")
     parser.add_argument("--fuse", type=_positive_int, metavar="K",
-                        help="train up to K grid points that differ only in lr, weight decay, momentum, dropout, "
-                             "init or seed as members of one batched trial; each member still gets its own rows")
+                        help="train up to K runs as the members of one trial (one batched computation); each run "
+                             "still gets its own rows. A grid fuses the runs (seeds, and configurations) that differ "
+                             "only in lr, weight decay, momentum, dropout, init or seed; an Optuna search trains "
+                             "seeds 0..K-1 of each sampled configuration")
+    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K", help=argparse.SUPPRESS)  # before --fuse
     parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
-                        help="with --batch-seeds: the metric Tune optimises is this over the K seeds (default mean)")
+                        help="with --fuse: the metric Tune optimises is this over a trial's members (default mean)")
     parser.add_argument("--max-seeds", type=_positive_int, metavar="M",
                         help="seeds on demand: every configuration gets --seeds N first, then more in rounds only "
                              "where a comparison is still inconclusive, up to M")
@@ -215,7 +259,7 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--asha", action="store_true", help="Optuna searches: stop poor trials early with ASHA")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="a fixed config value for every trial (JSON values: --set lr=0.05 --set hidden=[64,64])")
-    parser.add_argument("--axis", dest="axes", action="append", default=[], metavar="KEY=LEVELS",
+    parser.add_argument("--axis", dest="axis_overrides", action="append", default=[], metavar="KEY=LEVELS",
                         help="replace or add a grid axis: --axis activation=relu,gelu")
     parser.add_argument("--plugins", action="append", default=[], metavar="MODULE",
                         help="a module name or .py file that registers trainables and datasets (repeatable)")
@@ -227,63 +271,56 @@ def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
     parser.add_argument("--verbose", action="store_true", help="Ray Tune's full trial table instead of one progress bar")
     parser.add_argument("--print-study", action="store_true",
                         help="print the study (with --set / --axis applied) as a study file and exit")
-    args = parser.parse_args(argv)
-    trainable = getattr(args, "trainable", None)
-    study_file = str(Path(args.study_file).expanduser().resolve()) if preset is None else None
-    base = read_study_file(study_file) if study_file else get_study(preset, trainable)
-    import_plugins(base.plugins)
-    sets = parse_assignments(args.sets)
-    axis_overrides = dict(parse_axis(item) for item in args.axes)
-    check_overrides(base, sets, axis_overrides)
-    is_optuna = base.search == "optuna"
 
-    if args.shared_storage and "://" in args.storage:
-        parser.error(f"--shared-storage is for a folder every node mounts; {args.storage} is an object store, "
-                     "which every node reaches anyway: drop --shared-storage")
-    if args.cluster_config and not Path(args.cluster_config).expanduser().is_file():
-        parser.error(f"--cluster-config {args.cluster_config} does not exist; give the YAML the cluster was started "
-                     "with (ray up leaves it on the head as ~/ray_bootstrap_config.yaml)")
-    if args.optuna_storage and not is_optuna:
-        parser.error("--optuna-storage keeps an Optuna search's study; a grid has none, drop it")
-    if args.asha and not is_optuna:
-        parser.error("--asha stops poor trials of an Optuna search; a grid trains every point to the end, drop it")
-    if not is_optuna and args.num_samples is not None:
-        parser.error("--num-samples is for Optuna searches; a grid runs every point once, use --seeds K for repeats")
-    if is_optuna and args.seeds not in (None, 1):
-        parser.error("an Optuna search trains seed 0 per sampled config (or seeds 0..K-1 with --batch-seeds K); "
-                     "drop --seeds")
-    if args.max_seeds is not None and is_optuna:
-        parser.error("--max-seeds adds seeds to a grid's open comparisons; an Optuna search has none, drop it")
-    if args.max_seeds is not None:
-        first = args.seeds or (1 if args.smoke else base.seeds)
-        if args.max_seeds < first:
-            parser.error(f"--max-seeds {args.max_seeds} is below the {first} seeds every configuration starts "
-                         f"with (--seeds); e.g. --seeds {first} --max-seeds {4 * first}")
-    if args.smallest_effect is not None and args.max_seeds is None:
-        parser.error("--smallest-effect decides when seeds on demand stop; add --max-seeds M "
-                     "(the report takes its own --smallest-effect)")
-    if args.fuse is not None and is_optuna:
-        parser.error("--fuse packs a grid's points into trials; an Optuna search samples one config per trial, "
-                     "drop --fuse (or --batch-seeds K trains K seeds of each sampled config together)")
-    if args.fuse is not None and args.batch_seeds is not None:
-        parser.error("--fuse already trains a configuration's seeds together with the other members; "
-                     "drop --batch-seeds")
-    if args.aggregate is not None and args.batch_seeds is None:
-        parser.error("--aggregate combines the seeds of a batched trial; add --batch-seeds K")
-    name = args.name or base.name
-    if "/" in name or name in (".", ".."):
-        parser.error(f"--name must be a plain folder name, got {name!r}")
-    storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
-    return RunOptions(
-        preset=preset, trainable=trainable, epochs=args.epochs, seeds=args.seeds, smoke=args.smoke,
-        storage=storage, name=name, address=args.address, resume=args.resume,
-        data_root=str(Path(args.data_root).expanduser().resolve()), download=args.download,
-        cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, max_concurrent=args.max_concurrent,
-        num_samples=args.num_samples, max_failures=args.max_failures, asha=args.asha,
-        batch_seeds=args.batch_seeds, fuse=args.fuse, aggregate=args.aggregate or "mean", max_seeds=args.max_seeds,
-        smallest_effect=0.01 if args.smallest_effect is None else args.smallest_effect,
-        checkpoint_every_s=args.checkpoint_every_s, study_file=study_file, sets=sets, axis_overrides=axis_overrides,
-        plugins=plugins, print_study=args.print_study, optuna_storage=args.optuna_storage,
-        log=tuple(dict.fromkeys(args.log)), verbose=args.verbose, shared_storage=args.shared_storage,
-        cluster_config=args.cluster_config,
-    )
+
+def _deprecated_batch_seeds(args, parser: argparse.ArgumentParser) -> None:
+    """--batch-seeds K, the old spelling: a trial of K seeds is a fused trial of K members."""
+    if args.batch_seeds is None:
+        return
+    if args.fuse is not None:
+        parser.error("--batch-seeds is the old spelling of --fuse; give --fuse K alone")
+    sys.stderr.write(f"{parser.prog}: --batch-seeds is deprecated: it is --fuse {args.batch_seeds} (seeds are "
+                     "members like any fused run); running with --fuse\n")
+    args.fuse = args.batch_seeds
+
+
+def parse_args(preset: str | None, argv: list[str] | None) -> RunOptions:
+    """`preset` None: the first argument is a study file."""
+    # --plugins first: they may register the trainable a per-trainable preset is given
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--plugins", action="append", default=[])
+    plugins = _plugin_entries(early.parse_known_args(argv)[0].plugins)
+    import_plugins(plugins)
+
+    per_trainable = preset in PER_TRAINABLE
+    if preset is None:
+        description = __doc__.splitlines()[0]
+    else:
+        description = (get_study(preset) if not per_trainable else read_study_file(
+            Path(__file__).parent / "studies" / f"{preset}.toml")).description
+    parser = OneLineParser(prog=study_command(preset), description=description)
+    if preset is None:
+        parser.add_argument("study_file", metavar="FILE.toml", help="the study file (see ARCHITECTURE.md, study files)")
+    if per_trainable:
+        parser.add_argument("trainable", choices=list(TRAINABLES), metavar="TRAINABLE",
+                            help=f"one of: {', '.join(TRAINABLES)}")
+    add_flags(parser)
+    args = parser.parse_args(argv)
+    args.trainable = getattr(args, "trainable", None)
+    args.study_file = str(Path(args.study_file).expanduser().resolve()) if preset is None else None
+    base = read_study_file(args.study_file) if args.study_file else get_study(preset, args.trainable)
+    import_plugins(base.plugins)
+    args.sets = parse_assignments(args.sets)
+    args.axis_overrides = dict(parse_axis(item) for item in args.axis_overrides)
+    check_overrides(base, args.sets, args.axis_overrides)
+    _deprecated_batch_seeds(args, parser)
+    for refused, why in REFUSALS:
+        if refused(args, base):
+            parser.error(why(args, base))
+    args.preset, args.plugins, args.log = preset, plugins, tuple(dict.fromkeys(args.log))
+    args.name = args.name or base.name
+    args.storage = args.storage if "://" in args.storage else str(Path(args.storage).expanduser().resolve())
+    args.data_root = str(Path(args.data_root).expanduser().resolve())
+    if args.smallest_effect is None:
+        args.smallest_effect = RunOptions.smallest_effect
+    return RunOptions(**{f.name: getattr(args, f.name) for f in fields(RunOptions)})

@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from trainables.registry import get_spec
-
 from study.definition import SMOKE_DATA, SMOKE_EPOCHS, Study, _frozen
 from study.study_file import read_study_file
+from trainables.registry import get_spec
 
 __all__ = ["STUDIES", "PER_TRAINABLE", "OPTIMIZER_LEVELS", "get_study", "optuna_study", "Study", "SMOKE_DATA",
            "SMOKE_EPOCHS"]

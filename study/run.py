@@ -1,12 +1,12 @@
 """Run a study on Ray Tune: `python -m study.<preset> [flags]` or `python -m study FILE.toml [flags]`.
 
-The steps, each in its own module: the command line (study.options), the study as
-this run trains it (study.effective), the checks before anything is written
-(study.checks), the run file for --resume (study.run_file), the Tuner
-(study.tuner) and the live Parquet export (study.live_export). This module runs
-them in order and ends with a one-line summary, then the study's answer (one line per factor)
-and the command that writes the whole report. Bad input of any kind is one line
-on stderr and exit code 2, before anything is written.
+The steps, each in its own module: the command line (study.options), the plan (study.plan:
+new, resume or extend, the study as this run trains it), the checks before anything is written
+(study.checks), the run record for --resume (study.run_file), the Tuner (study.tuner) and the
+live Parquet export (study.live_export). This module runs them in order and ends with a
+one-line summary, then the study's answer (one line per factor) and the command that writes
+the whole report. Bad input of any kind is one line on stderr and exit code 2, before anything
+is written.
 """
 
 from __future__ import annotations
@@ -17,17 +17,18 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from trainables.cli import report_user_error
-from trainables.errors import UserError
-
+from common.cli import report_user_error
+from common.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
+from common.errors import UserError
 from study import export
-from study.contract import EPOCHS_FILE, STATUSES, TRIALS_FILE
 from study.checks import check_address, check_data, check_loggers, check_storage, open_optuna_storage
 from study.cluster import check_fits, check_shared_storage, cluster_shapes, default_gpus
-from study.effective import effective_study, validate_study
-from study.options import RunOptions, parse_args
-from study.extend import check_same_grid, extension_runs, merged, plan_extension, restart_extension, study_parts
-from study.run_file import load_run_file, resumed_options, run_info, write_run_file
+from study.extend import merged, study_parts
+from study.fusion import fused_trials, fusible_axes, members_of
+from study.options import RunOptions, parse_args, study_command
+from study.plan import Plan, plan_run, validated
+from study.rounds import count, saved_status
+from study.run_file import run_record, write_run_file
 from study.study_file import to_toml
 
 # Ray's own driver-side INFO and WARNING lines (connecting, token authentication, Tune's state
@@ -38,8 +39,6 @@ EXIT_INTERRUPTED = 130  # the shell's code for Ctrl-C: results are partial, `--r
 
 def seeds_summary(options: RunOptions) -> str | None:
     """The last line of a seeds-on-demand study: seed runs spent against the fixed design."""
-    from study.seeds_on_demand import count, saved_status
-
     status = saved_status(options.folder)
     if not status:
         return None
@@ -117,9 +116,8 @@ def seed_list(seeds: list[int]) -> str:
 def summarize(options: RunOptions, trials: list[dict], seconds: float) -> str:
     counts = {s: sum(t["status"] == s for t in trials) for s in STATUSES}
     unfinished = f", {counts['unfinished']} unfinished" if counts["unfinished"] else ""
-    # a batched trial's seeds are counted one by one, as its rows are
-    what = (f"{len(trials)} seed runs ({options.batch_seeds} per trial)" if options.batch_seeds else
-            f"{len(trials)} runs (fused, up to {options.fuse} per trial)" if options.fuse else f"{len(trials)} trials")
+    # a fused trial's runs are counted one by one, as its rows are
+    what = f"{len(trials)} runs (fused, up to {options.fuse} per trial)" if options.fuse else f"{len(trials)} trials"
     return (f"{options.name}: {what}: {counts['completed']} completed, {counts['diverged']} diverged, "
             f"{counts['error']} errored{unfinished} in {seconds:.0f} s; results in {options.folder}/{EPOCHS_FILE} "
             f"and {TRIALS_FILE}")
@@ -129,8 +127,6 @@ def fused_comment(study, options: RunOptions) -> str | None:
     """What --fuse makes of the study, for --print-study (the study file itself has no run options)."""
     if not options.fuse or study.search != "grid":
         return None
-    from study.spaces import fused_trials, fusible_axes, members_of
-
     trials = fused_trials(study, options.fuse)
     runs = sum(len(members_of(t)) for t in trials)
     differ = ", ".join([*fusible_axes(study), "seed"])
@@ -138,95 +134,99 @@ def fused_comment(study, options: RunOptions) -> str | None:
             f"members of a trial differ in {differ}")
 
 
-def run(options: RunOptions, reuse_actors: bool = True) -> int:
-    """Run (or resume) the study; `reuse_actors=False` exists only to measure what reuse saves."""
-    started = time.perf_counter()
-    wanted_seeds = extension = None
-    if options.resume:
-        check_storage(options)
-        options, wanted_seeds = resumed_options(options, load_run_file(options))
-    study = effective_study(options)
-    validate_study(study, options.study_file, options.fuse)
-    if options.resume:
-        check_same_grid(study, options)
-        # more seeds (--seeds N above the study's): a new part that trains only the missing runs
-        planned = plan_extension(study, options, wanted_seeds) or restart_extension(study, options)
-        if planned:
-            options, study, trials_to_add = planned
-            extension = (options.extensions[-1], trials_to_add)
+def check_before_writing(plan: Plan) -> dict:
+    """Everything that can be checked before the study folder is touched; the data each trial
+    needs, by dataset (check_data)."""
+    options = plan.options
     check_address(options.address)
     check_loggers(options.log)
     if options.optuna_storage:
         open_optuna_storage(options.optuna_storage)
     if not options.resume:
         check_storage(options)
-    splits_by_dataset = check_data(study, options)
+    return check_data(plan.study, options)
+
+
+def fit_cluster(plan: Plan, owns_ray: bool) -> Plan:
+    """What the cluster has and can launch: the GPU default, trials that fit, storage every node sees."""
+    options = plan.options
+    cluster = cluster_shapes(options.cluster_config, own_ray=owns_ray and not options.address)
+    gpus = default_gpus(cluster) if options.gpus_per_trial is None else options.gpus_per_trial
+    waiting = check_fits(cluster, options.cpus_per_trial, gpus)
+    check_shared_storage(cluster, options.storage, options.shared_storage, options.cpus_per_trial, gpus)
+    if waiting:
+        print(f"{options.name}: {waiting}", flush=True)
+    return replace(plan, options=replace(options, gpus_per_trial=gpus))  # the record says what trials got
+
+
+def announce_extension(plan: Plan) -> None:
+    record = plan.extensions[-1]
+    print(f"{plan.options.name}: {record['experiment']}: {len(plan.trials)} trials for seeds "
+          f"{seed_list(record['seeds_trained'])}, so that every configuration has {record['seeds']} seeds; "
+          "the runs trained before stay as they are", flush=True)
+
+
+def finish(plan: Plan, seconds: float) -> int:
+    """The final export, read back from what Tune saved (after Ctrl-C its in-memory trials all
+    look "terminated", while the saved state keeps the unfinished ones pending for --resume),
+    then the summary lines and the study's answer."""
+    options = plan.options
+    parts = study_parts(plan.study, plan.folder, plan.extensions)
+    trials = merged(parts)
+    epochs, trial_rows = export.collect(plan.study, trials)
+    export.write_results(plan.folder, plan.study, epochs, trial_rows, run_record(plan, parts=parts))
+    unfinished = sum(not t["finished"] for t in trials.values())
+    print(summarize(options, trial_rows, seconds), flush=True)
+    summary = seeds_summary(options) if options.max_seeds and not plan.extensions and not unfinished else None
+    if summary:
+        print(summary, flush=True)
+    if unfinished:
+        print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
+              flush=True)
+        return EXIT_INTERRUPTED
+    print("\n".join(answer_lines(options)), flush=True)
+    return 0
+
+
+def run(options: RunOptions, reuse_actors: bool = True) -> int:
+    """Run (or resume, or extend) the study; `reuse_actors=False` exists only to measure what reuse saves."""
+    started = time.perf_counter()
+    plan = plan_run(options)
+    splits_by_dataset = check_before_writing(plan)
 
     import ray
 
     from study.live_export import ParquetExporter
     from study.tuner import build_tuner, logger_callbacks, start_loggers, tune_environment
-
     from trainables.plugins import import_plugins, plugin_sources
 
-    loggers = start_loggers(logger_callbacks(options.log, options.name))
-    plugins = import_plugins(study.plugins)
-    owns_ray = start_ray(options, plugins)
+    loggers = start_loggers(logger_callbacks(plan.options.log, plan.options.name))
+    plugins = import_plugins(plan.study.plugins)
+    owns_ray = start_ray(plan.options, plugins)
     try:
-        # what the cluster has and can launch: the GPU default, trials that fit, storage every node sees
-        cluster = cluster_shapes(options.cluster_config, own_ray=owns_ray and not options.address)
-        gpus = default_gpus(cluster) if options.gpus_per_trial is None else options.gpus_per_trial
-        waiting = check_fits(cluster, options.cpus_per_trial, gpus)
-        check_shared_storage(cluster, options.storage, options.shared_storage, options.cpus_per_trial, gpus)
-        if waiting:
-            print(f"{options.name}: {waiting}", flush=True)
-        options = replace(options, gpus_per_trial=gpus)  # the run file and metadata say what trials got
-        if not options.resume or extension:
-            write_run_file(options)
-        if extension:
-            record = extension[0]
-            print(f"{options.name}: {record['experiment']}: {len(extension[1])} trials for seeds "
-                  f"{seed_list(record['seeds_trained'])}, so that every configuration has {record['seeds']} seeds; "
-                  "the runs trained before stay as they are", flush=True)
-        exporter = ParquetExporter(study, options)
-        tuner = build_tuner(study, options, splits_by_dataset, exporter, gpus, plugin_sources(plugins), reuse_actors,
-                            loggers, extension)
-        with tune_environment(options.verbose):
+        plan = fit_cluster(plan, owns_ray)
+        if plan.mode != "resume":
+            write_run_file(plan)
+        if plan.mode == "extend":
+            announce_extension(plan)
+        tuner = build_tuner(plan, splits_by_dataset, ParquetExporter(plan), plan.options.gpus_per_trial,
+                            plugin_sources(plugins), reuse_actors, loggers)
+        with tune_environment(plan.options.verbose):
             tuner.fit()
-        # Read back what Tune saved: after Ctrl-C its in-memory trials all look "terminated",
-        # while the saved state keeps the unfinished ones pending for --resume.
-        parts = study_parts(study, options)
-        trials = merged(parts)
-        epochs, trial_rows = export.collect(study, trials)
-        info = run_info(options)
-        info["extensions"] = extension_runs(options, parts)  # and the runs each added
-        export.write_results(options.folder, study, epochs, trial_rows, info)
-        unfinished = sum(not t["finished"] for t in trials.values())
-        print(summarize(options, trial_rows, time.perf_counter() - started), flush=True)
-        summary = seeds_summary(options) if options.max_seeds and not options.extensions and not unfinished else None
-        if summary:
-            print(summary, flush=True)
-        if unfinished:
-            print(f"{options.name}: {unfinished} trials did not finish; continue with the same command and --resume",
-                  flush=True)
-            return EXIT_INTERRUPTED
-        print("\n".join(answer_lines(options)), flush=True)
+        return finish(plan, time.perf_counter() - started)
     finally:
         if owns_ray:
             ray.shutdown()
-    return 0
 
 
 def main(preset: str | None, argv: list[str] | None = None) -> int:
     """`preset` None: `python -m study FILE.toml`."""
-    prog = "python -m study" if preset is None else f"python -m study.{preset}"
     try:
         options = parse_args(preset, argv)
         if options.print_study:
-            study = effective_study(options)
-            validate_study(study, options.study_file, options.fuse)
+            study = validated(options)
             print(to_toml(study, fused_comment(study, options)), end="")
             return 0
         return run(options)
     except UserError as error:
-        return report_user_error(prog, error)
+        return report_user_error(study_command(preset), error)

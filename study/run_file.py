@@ -1,55 +1,63 @@
-"""The run file (hpstudy_run.json): how a study was started, so --resume continues it as it was."""
+"""The run record: how a study was started, what its extensions and rounds were, and the command
+that resumes it. One record, written from here to two places: the run file (hpstudy_run.json,
+which --resume reads back) and the results' `hpstudy.run` metadata (study.export)."""
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trainables.errors import UserError
+from common.errors import UserError
+from common.files import DEFAULT_DATA_ROOT
+from common.storage import join, plain, read_json, write_json
+from study.options import RunOptions, options_where, study_command
+from study.rounds import saved_status
 
-from study import export
-from study.storage import join
-from study.options import DEFAULT_DATA_ROOT, RESUMED_OPTIONS, RunOptions
+if TYPE_CHECKING:
+    from study.plan import Plan
 
 RUN_FILE = "hpstudy_run.json"
 
 
-def run_info(options: RunOptions) -> dict:
-    info = {"preset": options.preset, "trainable": options.trainable, "study_file": options.study_file,
-            "sets": options.sets, "axis_overrides": options.axis_overrides, "plugins": list(options.plugins),
-            "smoke": options.smoke,
-            "epochs": options.epochs, "seeds": options.seeds, "data_root": options.data_root,
-            "cpus_per_trial": options.cpus_per_trial, "gpus_per_trial": options.gpus_per_trial,
-            "max_concurrent": options.max_concurrent, "num_samples": options.num_samples,
-            "max_failures": options.max_failures, "asha": options.asha, "batch_seeds": options.batch_seeds,
-            "fuse": options.fuse,
-            "aggregate": options.aggregate, "max_seeds": options.max_seeds, "smallest_effect": options.smallest_effect,
-            "checkpoint_every_s": options.checkpoint_every_s, "optuna_storage": options.optuna_storage,
-            "log": list(options.log), "extensions": [dict(e) for e in options.extensions]}
-    if options.max_seeds:
-        # the planned looks, their spending and the rounds so far: the analysis tests the results
-        # at the share of alpha their look spends (analysis.testing.look_alpha)
-        from study.seeds_on_demand import saved_status
+def resume_command(options: RunOptions) -> str:
+    """The command that adds seeds to the study (study.extend), with `{seeds}` where the count goes."""
+    start = study_command(options.preset, options.trainable, options.study_file)
+    default_name = options.preset is not None and options.name == options.preset
+    return (f"{start} --storage {shlex.quote(options.storage)}"
+            + ("" if default_name else f" --name {shlex.quote(options.name)}") + " --seeds {seeds} --resume")
 
-        status = saved_status(options.folder) or {}
-        info.update({k: status[k] for k in ("looks", "spending", "fractions", "rounds") if k in status})
-    return info
+
+def run_record(plan: Plan, status: dict | None = None, parts: list | None = None) -> dict:
+    """The record of `plan`: its recorded flags, its extensions (with the run ids each added, given
+    the study's `parts` as study.extend.study_parts read them), the command that adds seeds and,
+    for seeds on demand, the planned looks, their spending and the rounds so far (from the
+    searcher's saved `status`): the analysis tests the results at the share of alpha their look
+    spends (analysis.testing.look_alpha)."""
+    from study.extend import extension_runs
+
+    record = {key: plain(getattr(plan.options, key)) for key in options_where("recorded")}
+    record["extensions"] = extension_runs(plan.extensions, parts) if parts else [dict(e) for e in plan.extensions]
+    record["resume_command"] = resume_command(plan.options)
+    if plan.options.max_seeds:
+        status = status if status is not None else saved_status(plan.folder) or {}
+        record.update({k: status[k] for k in ("looks", "spending", "fractions", "rounds") if k in status})
+    return record
+
+
+def write_run_file(plan: Plan) -> None:
+    write_json(join(plan.folder, RUN_FILE), run_record(plan))
 
 
 def load_run_file(options: RunOptions) -> dict:
-    saved = export.read_json(join(options.folder, RUN_FILE))
+    saved = read_json(join(options.folder, RUN_FILE))
     if saved is None:
         raise UserError(f"{options.folder} has no {RUN_FILE}: not an hpstudy study folder; check --storage and --name")
     if saved["preset"] != options.preset or saved.get("trainable") != options.trainable:
-        how = (f"python -m study.{saved['preset']}" if saved["preset"] else
-               f"python -m study {saved.get('study_file') or 'FILE.toml'}")
+        how = study_command(saved["preset"], saved.get("trainable"), saved.get("study_file") or "FILE.toml")
         raise UserError(f"{options.folder} holds a study started with {how}; resume it with that command and --resume")
     return saved
-
-
-# Flags that shape the grid: given again on --resume they take part in the study's spec,
-# which study.extend.check_same_grid compares with the study's own (naming what differs)
-GRID_OPTIONS = ("smoke", "epochs", "sets", "axis_overrides", "batch_seeds", "aggregate")
 
 
 def _flag(key: str) -> str:
@@ -63,15 +71,16 @@ def resumed_options(options: RunOptions, saved: dict) -> tuple[RunOptions, int |
     shapes the grid (the grid check then names any difference) and must equal the study's
     otherwise; none is silently ignored."""
     changes = {}
-    for key, default in RESUMED_OPTIONS.items():
+    grid = options_where("grid")
+    for key, default in options_where("resumed").items():
         was, given = saved.get(key, default), getattr(options, key)
-        if key in ("seeds", "extensions"):
-            changes[key] = tuple(was) if key == "extensions" else was
+        if key == "seeds":
+            changes[key] = was
         elif key == "plugins":
             changes[key] = tuple(dict.fromkeys([*was, *given]))  # more plugins only import more modules
-        elif export.plain(given) == export.plain(default) or export.plain(given) == export.plain(was):
+        elif plain(given) == plain(default) or plain(given) == plain(was):
             changes[key] = was
-        elif key in GRID_OPTIONS:
+        elif key in grid:
             changes[key] = given
         else:
             had = "has none" if was is None else f"has {was}"
@@ -80,7 +89,3 @@ def resumed_options(options: RunOptions, saved: dict) -> tuple[RunOptions, int |
     if options.data_root == str(Path(DEFAULT_DATA_ROOT).resolve()) and saved.get("data_root"):
         changes["data_root"] = saved["data_root"]  # the study's data, unless --data-root says otherwise
     return replace(options, **changes), options.seeds
-
-
-def write_run_file(options: RunOptions) -> None:
-    export.write_json(join(options.folder, RUN_FILE), run_info(options))

@@ -30,8 +30,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from trainables.errors import UserError
-
+from common.errors import UserError
 from study.definition import Study, make_study
 
 if sys.version_info >= (3, 11):

@@ -10,14 +10,15 @@ import os
 from ray import tune
 from ray.tune.logger import JsonLoggerCallback
 
-from trainables.errors import UserError
-from trainables.registry import TRAINABLES, resolve_config
-
+from common.errors import UserError
 from study.checks import open_optuna_storage
+from study.definition import Study
+from study.fusion import fused_trials, fusible_axes, members_of, optuna_members
 from study.options import DEFAULT_OPTUNA_SAMPLES, RunOptions
+from study.plan import Plan
 from study.progress import ProgressBar
-from study.presets import Study
-from study.spaces import fused_trials, fusible_axes, grid_points, grid_space, members_of, search_space
+from study.spaces import grid_points, grid_space, search_space
+from trainables.registry import TRAINABLES, resolve_config
 
 
 def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str,
@@ -60,12 +61,10 @@ def seeds_on_demand(study: Study, options: RunOptions):
     """The Searcher for --max-seeds: rounds of seeds where comparisons are open."""
     from study.seeds_on_demand import SeedsOnDemand
 
-    batch = study.fixed.get("replicates", 1)
-    most = -(-options.max_seeds // batch) * batch  # whole batched trials, as --seeds
     points = [{k: v for k, v in p.items() if k != "seed"} for p in grid_points({}, study.axes, 1)]
-    return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds, most=max(most, study.seeds),
-                         step=batch if batch > 1 else study.seeds, smallest_effect=options.smallest_effect,
-                         alpha=0.05, name=options.name, fuse=options.fuse,
+    return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds,
+                         most=max(options.max_seeds, study.seeds), step=study.seeds,
+                         smallest_effect=options.smallest_effect, alpha=0.05, name=options.name, fuse=options.fuse,
                          fusible=fusible_axes(study) if options.fuse else [])
 
 
@@ -115,8 +114,13 @@ def start_loggers(callbacks: dict) -> list:
     return list(callbacks.values())
 
 
-def trial_count(study: Study, options: RunOptions) -> int | None:
-    """The trials the study will run, for the progress bar (seeds on demand decides as it goes)."""
+def trial_count(plan: Plan) -> int | None:
+    """The trials this run will run, for the progress bar (seeds on demand decides as it goes)."""
+    study, options = plan.study, plan.options
+    if plan.mode == "extend":
+        return len(plan.trials)
+    if plan.mode == "resume" and plan.extensions:  # the last part is the latest extension
+        return plan.extensions[-1]["trials"]
     if options.max_seeds:
         return None
     if study.search == "optuna":
@@ -130,26 +134,23 @@ def optuna_samples(options: RunOptions) -> int:
     return 2 if options.smoke and options.num_samples is None else (options.num_samples or DEFAULT_OPTUNA_SAMPLES)
 
 
-def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, exporter, gpus_per_trial: float,
-                plugin_sources: list | None = None, reuse_actors: bool = True, loggers: list = (),
-                extension: tuple[dict, list[dict]] | None = None):
-    """The Tuner of this run: a new study, --resume of its last part (the first Tune experiment or
-    its latest extension), or `extension` (record, trial configs): a new Tune experiment inside
-    the study folder that trains those trials (study.extend)."""
+def build_tuner(plan: Plan, splits_by_dataset: dict, exporter, gpus_per_trial: float,
+                plugin_sources: list | None = None, reuse_actors: bool = True, loggers: list = ()):
+    """The Tuner of this run, by its plan: a new study (a grid, fused trials, seeds on demand or
+    an Optuna search), --resume of its last part (the first Tune experiment or its latest
+    extension), or an extension: a new Tune experiment inside the study folder that trains the
+    plan's trials (study.extend)."""
+    study, options = plan.study, plan.options
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
                              checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources),
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
-    if extension:
-        total = len(extension[1])
-    elif options.resume and options.extensions:  # the last part is the latest extension
-        total = options.extensions[-1]["trials"]
-    else:
-        total = trial_count(study, options)
+    if plan.mode == "resume":
+        return tune.Tuner.restore(plan.parts[-1], trainable, resume_unfinished=True, resume_errored=False)
     run_config = tune.RunConfig(
-        name=extension[0]["experiment"] if extension else options.name,
-        storage_path=options.folder if extension else options.storage,
+        name=plan.experiment,
+        storage_path=plan.folder if plan.mode == "extend" else options.storage,
         failure_config=tune.FailureConfig(max_failures=options.max_failures),
         # Every checkpoint stays while its trial runs (see prune_checkpoints for why),
         # so --resume always finds the one Tune's saved state names.
@@ -157,49 +158,53 @@ def build_tuner(study: Study, options: RunOptions, splits_by_dataset: dict, expo
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
         callbacks=[exporter, JsonLoggerCallback(), *loggers,
-                   *([] if options.verbose else [ProgressBar(options.name, total, study.metric, study.mode)])],
+                   *([] if options.verbose else [ProgressBar(options.name, trial_count(plan), study.metric,
+                                                             study.mode)])],
         verbose=1 if options.verbose else 0,
     )
-    if extension or (options.fuse and not options.resume and not options.max_seeds):
-        from ray.tune.search import BasicVariantGenerator
-
-        # the trials as listed: an extension's missing grid points, each one trial exactly as the grid
-        # would have made it (or fused as the study fuses), or the fused trials of a new study
-        trials = list(extension[1]) if extension else fused_trials(study, options.fuse)
-        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
-                                      search_alg=BasicVariantGenerator(points_to_evaluate=trials),
-                                      num_samples=len(trials), max_concurrent_trials=options.max_concurrent,
-                                      trial_dirname_creator=trial_dirname)
-        return tune.Tuner(trainable, param_space=listed_space(trials), tune_config=tune_config,
-                          run_config=run_config)
-    if options.resume:
-        from study.extend import part_folders
-
-        return tune.Tuner.restore(part_folders(options)[-1], trainable, resume_unfinished=True, resume_errored=False)
-    if study.search == "optuna":
-        from ray.tune.schedulers import ASHAScheduler
-        from ray.tune.search import ConcurrencyLimiter
-        from ray.tune.search.optuna import OptunaSearch
-
-        epochs = resolve_config({**study.fixed})["epochs"]
-        storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
-        searcher = OptunaSearch(seed=0, storage=storage, study_name=options.name if storage else None)
-        search = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent or 2)
-        scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1) if options.asha else None
-        param_space = {**study.fixed, **search_space(study.space), "seed": 0}
-        num_samples = optuna_samples(options)
-        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=search, scheduler=scheduler,
-                                      num_samples=num_samples, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
+    common = dict(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
+    if plan.mode == "extend":
+        param_space, tune_config = listed(list(plan.trials), options, common)
+    elif study.search == "optuna":
+        param_space, tune_config = optuna_search(study, options, common)
     elif options.max_seeds:
         param_space = {}  # the searcher suggests whole configs
-        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, search_alg=seeds_on_demand(study, options),
-                                      num_samples=-1, reuse_actors=reuse_actors,
-                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
+        tune_config = tune.TuneConfig(search_alg=seeds_on_demand(study, options), num_samples=-1,
+                                      max_concurrent_trials=options.max_concurrent, **common)
+    elif options.fuse:
+        param_space, tune_config = listed(fused_trials(study, options.fuse), options, common)
     else:
         param_space = grid_space(study.fixed, study.axes, study.seeds)
-        tune_config = tune.TuneConfig(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors,
-                                      max_concurrent_trials=options.max_concurrent, trial_dirname_creator=trial_dirname)
+        tune_config = tune.TuneConfig(max_concurrent_trials=options.max_concurrent, **common)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
+
+
+def listed(trials: list[dict], options: RunOptions, common: dict):
+    """Trials as listed, each exactly as given: an extension's missing grid points (each one trial as
+    the grid would have made it, or fused as the study fuses), or a new study's fused trials."""
+    from ray.tune.search import BasicVariantGenerator
+
+    return listed_space(trials), tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials),
+                                                 num_samples=len(trials), max_concurrent_trials=options.max_concurrent,
+                                                 **common)
+
+
+def optuna_search(study: Study, options: RunOptions, common: dict):
+    """An Optuna search over the study's space (with --fuse K, seeds 0..K-1 of each sampled config as
+    the members of its trial), optionally with ASHA."""
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    epochs = resolve_config({**study.fixed})["epochs"]
+    storage = open_optuna_storage(options.optuna_storage) if options.optuna_storage else None
+    searcher = OptunaSearch(seed=0, storage=storage, study_name=options.name if storage else None)
+    search = ConcurrencyLimiter(searcher, max_concurrent=options.max_concurrent or 2)
+    scheduler = ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1) if options.asha else None
+    param_space = {**study.fixed, **search_space(study.space), "seed": 0,
+                   **({"members": optuna_members(options.fuse)} if options.fuse else {})}
+    return param_space, tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=optuna_samples(options),
+                                        **common)
 
 
 @contextlib.contextmanager

@@ -88,7 +88,7 @@ def study_summary(output: str, name: str) -> tuple[str, list[str]]:
     summary first."""
     lines = output.strip().splitlines()
     index = max(i for i, line in enumerate(lines)
-                if line.startswith(f"{name}: ") and any(s in line for s in (" trials: ", " seed runs (", " runs (fused")))
+                if line.startswith(f"{name}: ") and any(s in line for s in (" trials: ", " runs (fused")))
     return lines[index], lines[index + 1:]
 
 

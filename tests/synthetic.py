@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from study.definition import Study
+from study.definition import make_study as _study
 from study.export import identity, trial_row, write_results
-from study.definition import Study, make_study as _study
 
 
 def make_study(name: str, fixed: dict, axes: dict, seeds: int, bundles: dict | None = None) -> Study:

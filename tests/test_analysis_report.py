@@ -15,8 +15,9 @@ from nbclient import NotebookClient
 from analysis import report
 from analysis.compare import FINDINGS_COLUMNS, VERDICTS
 from analysis.load import ResultsError, load_results
-from conftest import REPO
 from study.run import main
+
+from conftest import REPO
 
 NOTEBOOKS = REPO / "analysis" / "notebooks"
 
@@ -149,7 +150,8 @@ def test_missing_columns_are_listed(activation_results, tmp_path):
     folder = tmp_path / "copy"
     folder.mkdir()
     (folder / "trials.parquet").write_bytes((activation_results / "trials.parquet").read_bytes())
-    pd.read_parquet(activation_results / "epochs.parquet").drop(columns=["val_acc", "epoch"]).to_parquet(folder / "epochs.parquet")
+    epochs = pd.read_parquet(activation_results / "epochs.parquet")
+    epochs.drop(columns=["val_acc", "epoch"]).to_parquet(folder / "epochs.parquet")
     with pytest.raises(ResultsError, match=r"epochs.parquet lacks required column\(s\) epoch, val_acc"):
         load_results(folder)
     proc = report_cli(str(folder), "--out", str(tmp_path / "out"))

@@ -15,8 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from conftest import REPO
 from study.run import main
+
+from conftest import REPO
 
 # `ray start --head` is the cluster any plain ray.init() joins; `ray stop --force` kills every Ray
 pytestmark = pytest.mark.machine_wide

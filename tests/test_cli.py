@@ -33,15 +33,16 @@ def strict_json(line: str) -> dict:
     return json.loads(line, parse_constant=refuse)
 
 
-@pytest.mark.parametrize("replicates", [1, 2])
-def test_diverged_loss_prints_as_json_null(replicates, tmp_path, fixture_sums):
+@pytest.mark.parametrize("seeds", [1, 2])
+def test_diverged_loss_prints_as_json_null(seeds, tmp_path, fixture_sums):
     result = trainables_cli("mnist1d_mlp", "--set", "lr=1e4", "--set", "optimizer=sgd", "--set", "epochs=3",
-                            "--set", f"replicates={replicates}", "--data-root", str(fixture_sums[0]), cwd=tmp_path)
+                            "--set", f"members={json.dumps([{'seed': s} for s in range(seeds)])}",
+                            "--data-root", str(fixture_sums[0]), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     last = strict_json(result.stdout.splitlines()[-1])
     assert last["diverged"] is True and last["train_loss"] is None
-    if replicates > 1:  # every seed's own row too
-        assert [row["train_loss"] for row in last["replicate_metrics"]] == [None] * replicates
+    if seeds > 1:  # every seed's own row too
+        assert [row["train_loss"] for row in last["member_metrics"]] == [None] * seeds
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -5,9 +5,10 @@ import shutil
 import pytest
 import torch
 
-from conftest import N_TEST, N_TRAIN, SHARED_DATA, STL_TEST, STL_TRAIN, write_idx
+from common.errors import DataError
 from trainables import data
-from trainables.errors import DataError
+
+from conftest import N_TEST, N_TRAIN, SHARED_DATA, STL_TEST, STL_TRAIN, write_idx
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 

@@ -7,9 +7,10 @@ import sys
 import pandas as pd
 import pyarrow.parquet as pq
 
-from conftest import REPO
 from study import export
 from study.presets import STUDIES
+
+from conftest import REPO
 
 STUDY = STUDIES["mnist_regularization"]
 

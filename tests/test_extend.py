@@ -16,9 +16,10 @@ import pytest
 
 from analysis.compare import analyse
 from analysis.load import load_results
-from study.contract import META_RUN
+from common.contract import META_RUN
 from study.definition import make_study
 from study.extend import missing_trials
+from study.fusion import trial_seeds
 from study.run import main
 
 from conftest import REPO, call_main, study_summary
@@ -123,11 +124,11 @@ def test_more_seeds_train_only_the_missing_runs_and_refusals_write_nothing(tmp_p
 
 def test_a_batched_study_and_a_seeds_on_demand_study_extend(tmp_path, capsys):
     batched = tmp_path / "batched"
-    study(capsys, batched, "--seeds", "2", "--batch-seeds", "2")
+    study(capsys, batched, "--seeds", "2", "--fuse", "2")
     before = tables(batched / "mnist1d_grid")
     out = study(capsys, batched, "--seeds", "4", "--resume")
     assert "extension-1: 4 trials for seeds 2-3" in out
-    assert "16 seed runs (2 per trial): 16 completed" in study_summary(out, "mnist1d_grid")[0]
+    assert "16 runs (fused, up to 2 per trial): 16 completed" in study_summary(out, "mnist1d_grid")[0]
     assert_old_rows_unchanged(before, tables(batched / "mnist1d_grid"))
     assert all(v == [0, 1, 2, 3] for v in seeds_per_configuration(batched / "mnist1d_grid").values())
 
@@ -144,14 +145,14 @@ def test_a_batched_study_and_a_seeds_on_demand_study_extend(tmp_path, capsys):
 
 def test_the_missing_runs_of_a_study_whose_configurations_have_uneven_seeds():
     """After seeds on demand some configurations have more seeds than others: an extension to N
-    seeds fills each one up to N and trains nothing twice, in whole batches of K seeds."""
+    seeds fills each one up to N and trains nothing twice, fused, a configuration's missing seeds share trials."""
     grid = make_study("uneven", "", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "gelu", "tanh"]}, 6, {})
     key = lambda level: (json.dumps(level),)
     trained = {key("relu"): set(range(2)), key("gelu"): set(range(6)), key("tanh"): set(range(4))}
     missing = missing_trials(grid, trained)
     assert sorted((c["activation"], c["seed"]) for c in missing) == \
         sorted([("relu", s) for s in range(2, 6)] + [("tanh", 4), ("tanh", 5)])
-    batched = make_study("uneven", "", {"trainable": "mnist1d_cnn", "replicates": 2}, {"activation": ["relu", "tanh"]},
-                         6, {})
-    missing = missing_trials(batched, {key("relu"): set(range(2)), key("tanh"): set(range(4))})
-    assert sorted((c["activation"], c["seed"]) for c in missing) == [("relu", 2), ("relu", 4), ("tanh", 4)]
+    fused = make_study("uneven", "", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "tanh"]}, 6, {})
+    missing = missing_trials(fused, {key("relu"): set(range(2)), key("tanh"): set(range(4))}, fuse=2)
+    assert sorted((c["activation"], trial_seeds(c)) for c in missing) == [("relu", [2, 3]), ("relu", [4, 5]),
+                                                                          ("tanh", [4, 5])]

@@ -9,11 +9,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from analysis import findings
-from analysis.failures import fisher_test
-from analysis.model import BlockModel
 from analysis.compare import FINDINGS_COLUMNS, analyse
+from analysis.failures import fisher_test
 from analysis.load import load_results
+from analysis.model import BlockModel
 from study.presets import OPTIMIZER_LEVELS
+
 from conftest import call_main
 from synthetic import make_study, write_synthetic
 
@@ -245,3 +246,23 @@ def test_the_analysis_needs_no_torch():
             "assert 'ray' not in sys.modules, 'ray imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_results_written_before_0_2_still_load_and_analyse(tmp_path):
+    """Results of batched seeds before 0.2: trial ids `<id>-seed<seed>` and a `replicates` column
+    (a config key then). Without a stored spec (inference of the design), `replicates` is not
+    taken for a factor, and the findings are those of the same runs written today."""
+    study = make_study("old", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "tanh"]}, seeds=6)
+    today = write_synthetic(tmp_path / "today", study, lambda p: 0.9 - 0.03 * (p["activation"] == "tanh"))
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("epochs.parquet", "trials.parquet"):
+        frame = pq.read_table(today / name).to_pandas()
+        frame["trial_id"] = frame["trial_id"] + "-seed" + frame["seed"].astype(str)
+        frame["replicates"] = np.where(frame["seed"] < 3, 3, 1)  # two values: a factor, were it not known
+        frame.to_parquet(old / name)  # pandas' own metadata only: no hpstudy.study spec
+    old_findings = findings(old)
+    assert list(old_findings["factor"]) == ["activation"]
+    today_findings = findings(today)
+    pd.testing.assert_series_equal(old_findings["effect"], today_findings["effect"])
+    assert list(old_findings["verdict"]) == list(today_findings["verdict"]) == ["worse"]

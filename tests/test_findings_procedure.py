@@ -16,6 +16,7 @@ from scipy import stats as sps
 from analysis import compare
 from analysis.compare import analyse
 from analysis.load import load_results
+
 from synthetic import make_study, write_synthetic
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
@@ -60,7 +61,7 @@ def test_null_studies_keep_the_study_wise_error_rate(tmp_path, design, spreads, 
     wrong = 0
     for i in range(studies):
         variances = {c: 1e-4 * (4 / rng.chisquare(4) if spreads == "varying" else 1.0) for c in configurations}
-        results = planted(tmp_path / f"n{i}", design, rng, 3, lambda p: 0.9, lambda p: variances[key(p)])
+        results = planted(tmp_path / f"n{i}", design, rng, 3, lambda p: 0.9, lambda p, variances=variances: variances[key(p)])
         wrong += any_false_finding(analyse(results, detail=False))
     bound = sps.binom.ppf(0.95, studies, 0.05)
     print(f"null {design}, {spreads} spreads: {wrong} of {studies} studies with a false finding "

@@ -13,6 +13,7 @@ from statsmodels.stats.weightstats import ttost_paired
 from analysis import findings
 from analysis.compare import analyse
 from analysis.load import load_results
+
 from synthetic import make_study, write_synthetic
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
@@ -124,7 +125,9 @@ def test_seeds_needed_decides_what_it_promises(tmp_path):
     promised, decided = 0, 0
     for i in range(100):
         shared, own = rng.normal(0, 0.01, 500), rng.normal(0, 0.01, (2, 500))
-        values = lambda p, seed: 0.9 + 0.01 * (p["activation"] == "gelu") + shared[seed] + own[int(p["activation"] == "gelu"), seed]
+        def values(p, seed, shared=shared, own=own):
+            gelu = int(p["activation"] == "gelu")
+            return 0.9 + 0.01 * gelu + shared[seed] + own[gelu, seed]
         first = findings(load_results(write_synthetic(tmp_path / f"p{i}", study, None, values=values))).iloc[0]
         if first["verdict"] != "inconclusive":
             continue

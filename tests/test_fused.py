@@ -8,14 +8,14 @@ import pytest
 import torch
 from scipy import stats
 
+from common.errors import ConfigError
 from trainables import models, resolve_config
 from trainables.engines import LoopedModels, MemberDropout, StackedModel, make_engine, stacks_well_on_cpu
-from trainables.errors import ConfigError
 from trainables.optim import OPTIMIZERS
 from trainables.registry import member_configs
 
 from test_loop import run, without_timing  # a trial collected as rows and serialised checkpoints
-from test_replicates import per_seed
+from test_seed_members import per_seed
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
@@ -146,7 +146,7 @@ def test_a_diverging_member_stops_while_the_others_train(engine, data_root):
         for mine, theirs in zip(rows, alone):
             assert mine["train_loss"] == pytest.approx(theirs["train_loss"], rel=1e-4)
         assert rows[-1]["val_acc"] > 0.2  # it trains (chance: 0.1)
-    assert fused[-1]["replicates_diverged"] == 1 and not fused[-1]["diverged"]
+    assert fused[-1]["members_diverged"] == 1 and not fused[-1]["diverged"]
 
 
 def test_a_window_mlp_does_not_stack_on_a_cpu():
@@ -183,7 +183,7 @@ def test_a_fused_trial_resumes_exactly_in_the_engine_that_saved_it(engine, data_
     resumed, _ = run({**config, "member_engine": "auto"}, data_root, start=start)
     assert [m["epoch"] for m in resumed] == [2, 3]
     for a, b in zip(straight[1:], resumed):
-        assert without_timing(a["replicate_metrics"]) == without_timing(b["replicate_metrics"])
+        assert without_timing(a["member_metrics"]) == without_timing(b["member_metrics"])
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -192,7 +192,7 @@ def test_a_fused_trial_resumes_exactly_in_the_engine_that_saved_it(engine, data_
     ({"members": [{"lr": 0.1}, {"batch_size": 64}]}, "batch_size sets the computation's shape"),
     ({"members": [{"lr": 0.1}, {"activation": "gelu"}]}, "activation"),
     ({"members": [{"lr": -1}]}, "lr must be a positive number"),
-    ({"members": [{"seed": 0}, {"seed": 1}], "replicates": 2}, "members and replicates"),
+    ({"members": [{"seed": 0}, {"seed": 1}], "replicates": 2}, "unknown config key.s. replicates"),
     ({"members": [{"seed": 0}, {"seed": 1}], "compile": True}, "with members set compile=false"),
 ])
 def test_bad_members(bad, message):

@@ -13,9 +13,9 @@ from ray.tune.search import Searcher
 from analysis.compare import analyse
 from analysis.load import load_results
 from study.definition import make_study
+from study.fusion import members_of
 from study.run import main
 from study.seeds_on_demand import SeedsOnDemand
-from study.spaces import members_of
 
 from conftest import call_main, study_summary
 
@@ -136,7 +136,7 @@ def test_seeds_on_demand_fuses_the_runs_of_a_round():
                 trained[key] = value
                 rows.append({"member": index, "seed": member["seed"], "test_acc": value, "val_acc": value,
                              "chance_acc": 0.1, "diverged": False})
-            searcher.on_trial_complete(trial_id, {"replicate_metrics": rows})
+            searcher.on_trial_complete(trial_id, {"member_metrics": rows})
         if suggestion == Searcher.FINISHED:
             break
     assert count < len(trained)  # fused: fewer trials than runs

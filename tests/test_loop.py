@@ -7,11 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from common.errors import ConfigError
 from trainables import data as datasets
 from trainables import fit, resolve_config
 from trainables.engines import build_model
-from trainables.errors import ConfigError
 from trainables.loop import by_member, training_order
+from trainables.registry import seed_members
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
@@ -74,15 +75,15 @@ def test_training_order_puts_each_steps_batches_of_every_member_in_one_slice():
     assert torch.equal(training_order(pairs, batch, n_used)[:, 1], -ordered)
 
 
-@pytest.mark.parametrize("replicates", [1, 3])
-def test_training_loss_and_accuracy_are_the_means_over_the_epochs_samples(data_root, replicates):
+@pytest.mark.parametrize("seeds", [1, 3])
+def test_training_loss_and_accuracy_are_the_means_over_the_epochs_samples(data_root, seeds):
     """At an lr too small to move a weight, every step sees the initial model: each member's
     epoch loss and accuracy are its initial model's over the training samples, as a plain
     evaluation computes them (an independent check of the step-order bookkeeping)."""
     config = {"trainable": "mnist1d_mlp", "optimizer": "sgd", "lr": 1e-30, "epochs": 1, "batch_size": 64,
-              "max_train_samples": 600, "replicates": replicates}  # 600 = 9 full batches + 24
+              "max_train_samples": 600, **({"members": seed_members(0, seeds)} if seeds > 1 else {})}  # 600 = 9 full batches + 24
     rows, _ = run(config, data_root)
-    per_seed = rows[0]["replicate_metrics"] if replicates > 1 else rows
+    per_seed = rows[0]["member_metrics"] if seeds > 1 else rows
     cfg = resolve_config(config)
     splits = datasets.load("mnist1d", data_root).head(600, None)
     for seed, row in enumerate(per_seed):
@@ -151,7 +152,8 @@ def test_augmentation_crops_and_flips_each_image_its_own_way():
 
 def test_defaults_reproduce_the_reference_setups():
     stl = resolve_config({"trainable": "stl10_conv6"})
-    assert (stl["optimizer"], stl["momentum"], stl["weight_decay"], stl["batch_size"], stl["epochs"]) == ("sgd", 0.9, 5e-4, 64, 30)
+    assert (stl["optimizer"], stl["momentum"], stl["weight_decay"], stl["batch_size"], stl["epochs"]) == \
+        ("sgd", 0.9, 5e-4, 64, 30)
     cifar = resolve_config({"trainable": "cifar10_lenet"})
     assert (cifar["optimizer"], cifar["lr"], cifar["batch_size"], cifar["epochs"]) == ("sgd", 0.1, 128, 25)
     pos = resolve_config({"trainable": "twitter_pos_mlp"})

@@ -2,9 +2,9 @@ import pytest
 import torch
 from torch import nn
 
+from common.errors import ConfigError
 from trainables import models
 from trainables.activations import ACTIVATIONS, ALIASES, make_activation
-from trainables.errors import ConfigError
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files
 
@@ -49,7 +49,7 @@ def test_lenet5_has_the_classic_shape():
     convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
     assert [(c.in_channels, c.out_channels, c.kernel_size) for c in convs] == [(3, 6, (5, 5)), (6, 16, (5, 5))]
-    assert [(l.in_features, l.out_features) for l in linears] == [(400, 120), (120, 84), (84, 10)]
+    assert [(layer.in_features, layer.out_features) for layer in linears] == [(400, 120), (120, 84), (84, 10)]
     assert sum(p.numel() for p in model.parameters()) == 62006  # LeNet-5 on 32x32x3, as usually quoted
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
@@ -70,7 +70,7 @@ def test_conv6_layers_and_batchnorm_after_every_conv():
 def test_mlp_hidden_sizes(hidden):
     model = models.mlp(784, hidden, 10, activation="tanh", batchnorm=True, dropout=0.2)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [l.out_features for l in linears] == [*hidden, 10]
+    assert [layer.out_features for layer in linears] == [*hidden, 10]
     assert _count(model, nn.BatchNorm1d) == len(hidden)
     assert _count(model, nn.Dropout) == len(hidden)
     assert model(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
@@ -99,5 +99,5 @@ def test_window_mlp_shapes_and_pretrained_embeddings():
     model = models.window_mlp(30, 25, embeddings=vectors, dropout=0.2, batchnorm=True)
     assert torch.equal(model.embedding.weight.detach(), vectors)
     hidden = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    assert [(l.in_features, l.out_features) for l in hidden] == [(150, 256), (256, 256), (256, 25)]
+    assert [(layer.in_features, layer.out_features) for layer in hidden] == [(150, 256), (256, 256), (256, 25)]
     assert model(torch.randint(0, 30, (5, 3))).shape == (5, 25)

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from trainables.errors import ConfigError
+from common.errors import ConfigError
 from trainables.optim import INITS, OPTIMIZERS, CubicAdam, init_weights, make_optimizer, resolve_init
 
 pytestmark = pytest.mark.no_ray  # starts no Ray: runs beside the machine-wide files

@@ -5,15 +5,16 @@ import json
 import signal
 
 import numpy as np
-import pytest
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from ray.tune.search import Searcher
+from test_study_runner import StudyProcess, wait_for
 
-from conftest import study_summary
 from study.definition import make_study as _study
 from study.seeds_on_demand import SeedsOnDemand, planned_looks
-from test_study_runner import StudyProcess, wait_for
+
+from conftest import study_summary
 
 SMALLEST_EFFECT = 0.01
 # planted test-accuracy differences from relu; the verdicts that would be wrong for each
@@ -50,7 +51,7 @@ def simulate(rng, first=3, most=12, planted=PLANTED, noise=0.006, spending="obri
 def test_rounds_add_seeds_only_where_comparisons_are_open(capsys):
     searcher, trained = simulate(np.random.default_rng(0))
     seeds = pd.Series([s for (_, s) in trained]).groupby([a for (a, _) in trained]).apply(sorted)
-    for activation, got in seeds.items():
+    for got in seeds.values:
         assert got == list(range(len(got))) and 3 <= len(got) <= 12  # contiguous, never past M
     status = searcher.status()
     assert status["looks"] == planned_looks(3, 12, 3) == 4 and status["finished"]
@@ -90,7 +91,7 @@ def test_sequential_verdicts_keep_the_error_rate(tmp_path):
 
     rng = np.random.default_rng(2026)
     wrong, studies = 0, 150
-    for i in range(studies):
+    for _ in range(studies):
         searcher, trained = simulate(rng)
         runs = pd.DataFrame([{"trainable": "mnist1d_cnn", "activation": a, "seed": s, "status": "completed",
                               "test_acc": v, "chance_acc": 0.1} for (a, s), v in trained.items()])

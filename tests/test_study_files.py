@@ -13,7 +13,6 @@ import pytest
 import ray
 
 from analysis.compare import VERDICTS
-from conftest import REPO, call_main, study_summary
 from study.__main__ import main as study_file_main
 from study.effective import effective_study
 from study.options import parse_args
@@ -21,6 +20,8 @@ from study.presets import STUDIES
 from study.run import main as preset_main
 from study.spaces import grid_points
 from study.study_file import read_study_file, to_toml
+
+from conftest import REPO, call_main, study_summary
 
 # A user's own module: their dataset (Gaussian blobs) and model (an MLP built with make_activation).
 PLUGIN = '''
@@ -120,12 +121,13 @@ def test_a_users_plugin_and_study_file_run_and_get_findings(user_folder):
 
 
 def test_a_registered_trainable_runs_alone_with_batched_seeds(user_folder):
-    proc = run_cli("trainables", "blob_mlp", "--plugins", "my_models.py", "--set", "epochs=2", "--set", "replicates=2",
+    proc = run_cli("trainables", "blob_mlp", "--plugins", "my_models.py", "--set", "epochs=2", "--set",
+                   'members=[{"seed": 0}, {"seed": 1}]',
                    cwd=user_folder)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert [r["seed"] for r in rows[-1]["replicate_metrics"]] == [0, 1] and rows[-1]["test_acc"] > 0.3
+    assert [r["seed"] for r in rows[-1]["member_metrics"]] == [0, 1] and rows[-1]["test_acc"] > 0.3
 
 
 @pytest.mark.parametrize("plugin, expected", [

@@ -10,10 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
-from conftest import study_summary
 from study import export
 from study.presets import STUDIES
 from study.run import main
+
+from conftest import study_summary
 
 EPOCH_COLUMNS = ["study", "trial_id", "trainable", "activation", "batchnorm", "lr", "weight_decay", "dropout",
                  "optimizer", "init", "batch_size", "seed", "epoch", "train_loss", "train_acc", "val_loss", "val_acc",
@@ -120,17 +121,19 @@ def test_optuna_search_with_asha(tmp_path, data_root, local_ray, capsys):
     assert after[1].startswith("optuna_mnist1d_cnn: the whole report: python -m analysis.report ")
 
 
-# --- seed-batched trials (--batch-seeds K) ------------------------------------------------
+# --- a configuration's seeds as the members of one trial (--fuse K; --batch-seeds K, its old spelling) ----
 
 def test_batched_seeds_give_the_same_rows_as_single_seed_trials(smoke_run, local_ray, data_root, tmp_path):
     _, single_folder, _ = smoke_run("mnist1d_grid")  # seed 0 of each config, one trial each
     output = io.StringIO()
-    with contextlib.redirect_stdout(output):
-        code = main("mnist1d_grid", ["--smoke", "--batch-seeds", "2", "--storage", str(tmp_path),
+    errors = io.StringIO()
+    with contextlib.redirect_stdout(output), contextlib.redirect_stderr(errors):
+        code = main("mnist1d_grid", ["--smoke", "--seeds", "2", "--batch-seeds", "2", "--storage", str(tmp_path),
                                      "--data-root", str(data_root)])
     assert code == 0
+    assert "--batch-seeds is deprecated: it is --fuse 2" in errors.getvalue()
     assert study_summary(output.getvalue(), "mnist1d_grid")[0].startswith(
-        "mnist1d_grid: 8 seed runs (2 per trial): 8 completed")
+        "mnist1d_grid: 8 runs (fused, up to 2 per trial): 8 completed")
     epochs, trials = read(tmp_path / "mnist1d_grid")
     single_epochs, single_trials = read(single_folder)
     # same schema, column for column and type for type; one row per seed x epoch
@@ -138,7 +141,7 @@ def test_batched_seeds_give_the_same_rows_as_single_seed_trials(smoke_run, local
     assert trials.dtypes.drop("error").to_dict() == single_trials.dtypes.drop("error").to_dict()
     assert len(trials) == 8 and trials["trial_id"].is_unique and set(trials["seed"]) == {0, 1}
     assert len(epochs) == 8 * 2 and not epochs.duplicated(["trial_id", "epoch"]).any()
-    assert all(t.endswith(f"-seed{s}") for t, s in zip(trials["trial_id"], trials["seed"]))
+    assert all(t.endswith(f"-m{s}") for t, s in zip(trials["trial_id"], trials["seed"]))  # member s is seed s
     # seed 0 of each batched trial is the single-seed trial (Adam amplifies rounding: close, not bitwise)
     key = ["activation", "batchnorm", "epoch"]
     batched0 = epochs[epochs["seed"] == 0].sort_values(key).reset_index(drop=True)
@@ -150,7 +153,7 @@ def test_batched_seeds_give_the_same_rows_as_single_seed_trials(smoke_run, local
 
 
 def test_stl10_grid_with_ten_batched_seeds(local_ray, data_root, tmp_path):
-    code = main("stl10_grid", ["--batch-seeds", "10", "--smoke", "--epochs", "1", "--storage", str(tmp_path),
+    code = main("stl10_grid", ["--fuse", "10", "--seeds", "10", "--smoke", "--epochs", "1", "--storage", str(tmp_path),
                                "--data-root", str(data_root)])
     assert code == 0
     epochs, trials = read(tmp_path / "stl10_grid")
@@ -158,22 +161,22 @@ def test_stl10_grid_with_ten_batched_seeds(local_ray, data_root, tmp_path):
     assert all(seeds == list(range(10)) for seeds in trials.groupby(["activation", "batchnorm"])["seed"].apply(sorted))
     assert trials.groupby(["activation", "batchnorm"]).ngroups == 4
     assert set(trials["status"]) == {"completed"} and (trials["epochs_completed"] == 1).all()
-    assert len(epochs) == len(trials) and (trials["replicates"] == 10).all()
+    assert len(epochs) == len(trials) and (trials["trial_id"].str.rsplit("-m", n=1).str[0].value_counts() == 10).all()
     # ten different runs per configuration, not one run ten times
     assert (trials.groupby(["activation", "batchnorm"])["final_val_loss"].nunique() == 10).all()
 
 
 def test_optuna_optimises_the_mean_over_batched_seeds(local_ray, data_root, tmp_path, capsys):
-    code = main("optuna", ["mnist1d_cnn", "--batch-seeds", "5", "--smoke", "--storage", str(tmp_path),
+    code = main("optuna", ["mnist1d_cnn", "--fuse", "5", "--smoke", "--storage", str(tmp_path),
                            "--data-root", str(data_root)])
     assert code == 0
     folder = tmp_path / "optuna_mnist1d_cnn"
     _, trials = read(folder)
     assert len(trials) == 2 * 5 and sorted(trials["seed"]) == sorted(list(range(5)) * 2)
-    trials["tune_trial"] = trials["trial_id"].str.rsplit("-seed", n=1).str[0]
+    trials["tune_trial"] = trials["trial_id"].str.rsplit("-m", n=1).str[0]
     for tune_trial, seeds in trials.groupby("tune_trial"):
         assert seeds["lr"].nunique() == 1 and len(seeds) == 5  # one sampled config, five seeds
         reported = json.loads((folder / tune_trial / "result.json").read_text().splitlines()[-1])
         assert reported["val_acc"] == pytest.approx(seeds["final_val_acc"].mean())  # what Optuna was told
     assert study_summary(capsys.readouterr().out, "optuna_mnist1d_cnn")[0].startswith(
-        "optuna_mnist1d_cnn: 10 seed runs (5 per trial)")
+        "optuna_mnist1d_cnn: 10 runs (fused, up to 5 per trial)")

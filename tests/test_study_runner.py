@@ -13,12 +13,14 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, call_main
+from common.errors import ConfigError
 from study import export
 from study.presets import SMOKE_DATA, STUDIES
 from study.run import main
 from trainables import fit
-from trainables.errors import ConfigError
+from trainables.registry import seed_members
+
+from conftest import REPO, call_main
 
 KEY = ["activation", "batchnorm", "seed", "epoch"]
 
@@ -63,21 +65,22 @@ SMALL_EPOCHS = 20
 SMALL = ["--smoke", "--epochs", str(SMALL_EPOCHS), "--checkpoint-every-s", "0"]
 
 
-def uninterrupted(data_root, epochs: int, replicates: int) -> pd.DataFrame:
+def uninterrupted(data_root, epochs: int, seeds: int) -> pd.DataFrame:
     """The smoke grid's trials (seed 0) run to the end in this process, on one thread as in a 1-CPU
     Ray trial: the rows an uninterrupted study gives, sorted by KEY (a single-seed trial reports
-    its one row; a batched trial lists its seeds' rows)."""
+    its one row; a trial of its seeds as members lists their rows)."""
     study = STUDIES["mnist1d_grid"]
     rows = []
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         for activation, batchnorm in itertools.product(*study.smoke_axes.values()):
-            config = {**study.fixed, **SMOKE_DATA, "epochs": epochs, "replicates": replicates, "seed": 0,
-                      "activation": activation, "batchnorm": batchnorm}
+            config = {**study.fixed, **SMOKE_DATA, "epochs": epochs, "seed": 0,
+                      "activation": activation, "batchnorm": batchnorm,
+                      **({"members": seed_members(0, seeds)} if seeds > 1 else {})}
             fit(config, lambda metrics, state, c=config: rows.extend(
                 {"activation": c["activation"], "batchnorm": c["batchnorm"], "seed": c["seed"], **row}
-                for row in metrics.get("replicate_metrics", [metrics])), data_root=str(data_root))
+                for row in metrics.get("member_metrics", [metrics])), data_root=str(data_root))
     finally:
         torch.set_num_threads(threads)
     return pd.DataFrame(rows).sort_values(KEY).reset_index(drop=True)
@@ -108,7 +111,7 @@ def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path,
 
     table = epoch_table(folder)
     assert not table.duplicated(["trial_id", "epoch"]).any()
-    reference = uninterrupted(data_root, epochs=SMALL_EPOCHS, replicates=1)
+    reference = uninterrupted(data_root, epochs=SMALL_EPOCHS, seeds=1)
     assert table[KEY].equals(reference[KEY])  # same trials, same epochs
     # deterministic trials resumed from checkpoints: the very same numbers
     assert table["val_acc"].tolist() == reference["val_acc"].tolist()
@@ -116,17 +119,14 @@ def test_interrupted_driver_resumes_to_the_same_trials_and_epochs(sig, tmp_path,
         assert len((folder / trial_id / "result.json").read_text().splitlines()) == lines
 
 
-# Two seeds per trial: batched (--batch-seeds 2, a grid_search of replicates) or fused (--seeds 2
-# --fuse 2, the listed trials of members that Tune restores through its BasicVariantGenerator)
-BATCHED = {"batch_seeds": (["--batch-seeds", "2"], "8 seed runs (2 per trial): 8 completed"),
-           "fused": (["--seeds", "2", "--fuse", "2"], "8 runs (fused, up to 2 per trial): 8 completed")}
+# Two seeds per trial (--seeds 2 --fuse 2): the listed trials of members that Tune restores through
+# its BasicVariantGenerator
+BATCHED = {"fused": (["--seeds", "2", "--fuse", "2"], "8 runs (fused, up to 2 per trial): 8 completed")}
 
 
-# Only the fused variant runs, to hold the suite's time: the batched-seeds one differs from it only in
-# the grid_search that the single-seed SIGKILL test above restores; add "batch_seeds" to run it too.
 @pytest.mark.parametrize("how", ["fused"])
 def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(how, tmp_path, data_root):
-    """--batch-seeds or --fuse: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume
+    """--fuse: each Tune trial checkpoints K seeds at once; after Ctrl-C, --resume
     continues them from those checkpoints to the very rows the batched trials give uninterrupted."""
     epochs = 16
     storage = tmp_path / "interrupted"
@@ -148,7 +148,7 @@ def test_interrupted_study_of_batched_seeds_resumes_to_the_same_rows(how, tmp_pa
     assert len(table) == 8 * epochs and not table.duplicated(["trial_id", "epoch"]).any()
 
     # the same batched trials, uninterrupted: the very same numbers
-    reference = uninterrupted(data_root, epochs=epochs, replicates=2)
+    reference = uninterrupted(data_root, epochs=epochs, seeds=2)
     assert table[KEY].equals(reference[KEY])
     assert table["val_acc"].tolist() == reference["val_acc"].tolist()
 
@@ -172,7 +172,7 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--address", "nonsense"], "is not HOST:PORT or auto"),
     (["--resume"], "nothing to resume at"),
     (["--batch-seeds", "0"], "argument --batch-seeds: expected a positive integer, got '0'"),
-    (["--aggregate", "mean"], "--aggregate combines the seeds of a batched trial; add --batch-seeds K"),
+    (["--aggregate", "mean"], "--aggregate combines the members of a fused trial into the metric Tune sees; add --fuse K"),
     (["--batch-seeds", "4", "--aggregate", "max"], "argument --aggregate: invalid choice: 'max'"),
     (["--seeds", "4", "--max-seeds", "3"], "--max-seeds 3 is below the 4 seeds every configuration starts with"),
     (["--smallest-effect", "0.02"], "--smallest-effect decides when seeds on demand stop; add --max-seeds M"),
@@ -181,7 +181,7 @@ def run_main(capsys, *argv, preset="mnist1d_grid"):
     (["--checkpoint-every-s", "-5"], "argument --checkpoint-every-s: expected a number >= 0"),
     (["--cluster-config", "nope.yaml"], "--cluster-config nope.yaml does not exist"),
     (["--fuse", "0"], "argument --fuse: expected a positive integer, got '0'"),
-    (["--fuse", "4", "--batch-seeds", "2"], "--fuse already trains a configuration's seeds together"),
+    (["--fuse", "4", "--batch-seeds", "2"], "--batch-seeds is the old spelling of --fuse; give --fuse K alone"),
     (["--fuse", "4", "--set", "compile=true"], "with members set compile=false and channels_last=false"),
 ])
 def test_bad_flags(argv, expected, tmp_path, capsys):
@@ -200,8 +200,9 @@ def test_optuna_bad_trainable_and_seeds(tmp_path, capsys):
     assert code == 2 and len(err) == 1 and "invalid choice: 'resnet'" in err[0]
     code, err = run_main(capsys, "mnist1d_cnn", "--seeds", "3", "--storage", str(tmp_path), preset="optuna")
     assert code == 2 and len(err) == 1 and "drop --seeds" in err[0]
-    code, err = run_main(capsys, "mnist1d_cnn", "--fuse", "4", "--storage", str(tmp_path), preset="optuna")
-    assert code == 2 and len(err) == 1 and "an Optuna search samples one config per trial, drop --fuse" in err[0]
+    # --fuse K on a search trains each sampled config's seeds 0..K-1 together; --aggregate needs it
+    code, err = run_main(capsys, "mnist1d_cnn", "--aggregate", "min", "--storage", str(tmp_path), preset="optuna")
+    assert code == 2 and len(err) == 1 and "--aggregate combines the members of a fused trial" in err[0]
     assert list(tmp_path.iterdir()) == []
 
 

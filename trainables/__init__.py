@@ -2,11 +2,11 @@
 
 `fit`, `TRAINABLES`, `resolve_config` and the plugin API (`register_dataset`,
 `register_trainable`, `make_activation`, `Splits`: trainables.plugins) load on first
-use, so that importing the torch-free parts (`trainables.errors`, `trainables.cli`,
-which the analysis uses) does not import torch.
+use, so that importing the torch-free parts (`trainables.keys`, which the analysis
+uses for the config keys' roles) does not import torch.
 """
 
-from trainables.errors import ConfigError, DataError, UserError
+from common.errors import ConfigError, DataError, UserError
 
 __all__ = ["fit", "TRAINABLES", "resolve_config", "register_dataset", "register_trainable", "make_activation",
            "Splits", "ConfigError", "DataError", "UserError"]

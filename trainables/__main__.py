@@ -7,14 +7,14 @@ import json
 import math
 import sys
 
-from trainables.cli import OneLineParser, parse_assignments, report_user_error
-from trainables.errors import UserError
+from common.cli import OneLineParser, parse_assignments, report_user_error
+from common.errors import UserError
 from trainables.plugins import import_plugins
 from trainables.registry import TRAINABLES
 
 
 def _json_safe(value):
-    # NaN / inf are not JSON: a diverged loss prints as null (also in a batched trial's replicate rows).
+    # NaN / inf are not JSON: a diverged loss prints as null (also in a fused trial's member rows).
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -7,12 +7,12 @@ layer, never one shared across layers by accident).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from torch import nn
 
-from trainables.errors import ConfigError
+from common.errors import ConfigError
 
 
 @dataclass(frozen=True)

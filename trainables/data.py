@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trainables.errors import DataError
-from trainables.files import write_atomically
+from common.errors import DataError
+from common.files import DEFAULT_DATA_ROOT, write_atomically
 
 VAL_FRACTION = 0.1
 SPLIT_SEED = 0
@@ -54,14 +54,14 @@ class Splits:
     def device(self) -> torch.device:
         return self.train_x.device
 
-    def _map(self, fn: Callable[[str, object], object]) -> "Splits":
+    def _map(self, fn: Callable[[str, object], object]) -> Splits:
         """The same splits with fn(field name, value) applied to each tensor field."""
         return replace(self, **{k: fn(k, getattr(self, k)) for k in TENSOR_FIELDS})
 
-    def to(self, device: torch.device | str) -> "Splits":
+    def to(self, device: torch.device | str) -> Splits:
         return self._map(lambda k, t: t.to(device, non_blocking=True))
 
-    def head(self, max_train: int | None, max_eval: int | None) -> "Splits":
+    def head(self, max_train: int | None, max_eval: int | None) -> Splits:
         """First-n slices (the stored order is already a seeded shuffle), for smoke runs."""
         def cut(k, t):
             n = max_train if k.startswith("train") else max_eval
@@ -69,7 +69,7 @@ class Splits:
 
         return self._map(cut)
 
-    def shareable(self) -> "Splits":
+    def shareable(self) -> Splits:
         """The same splits with numpy arrays in place of CPU tensors, for Ray's object store.
 
         Ray stores numpy arrays out-of-band and hands every worker on a node a
@@ -78,7 +78,7 @@ class Splits:
         """
         return self._map(lambda k, t: t.numpy())
 
-    def from_shared(self) -> "Splits":
+    def from_shared(self) -> Splits:
         if isinstance(self.train_x, torch.Tensor):
             return self
         with warnings.catch_warnings():
@@ -98,7 +98,7 @@ class Splits:
         return x.float().mul_(scale).sub_(shift)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _affine(mean: tuple, std: tuple, dims: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     shape = (1, -1) + (1,) * (dims - 2)
     mean_t = torch.tensor(mean, dtype=torch.float64)
@@ -227,7 +227,8 @@ def _load_idx(cls_name: str, name: str) -> Callable[[Path, bool], dict]:
         folder = root / cls_name / "raw"
 
         def find_problem() -> str | None:  # IDX files have no checksum: parse each one
-            for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+            for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                         "t10k-labels-idx1-ubyte"):
                 path = folder / stem
                 if not path.exists():
                     return f"{path} is missing"
@@ -372,7 +373,7 @@ def load_word_vectors(path: str | Path, vocab: tuple[str, ...], dim: int) -> tor
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    load: Callable[[Path, bool], "Splits"]
+    load: Callable[[Path, bool], Splits]
     downloadable: bool
     num_classes: int = 10
 
@@ -400,12 +401,11 @@ DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(_cached_dataset("cifar10", _load_cifar10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)), True),
     "stl10": DatasetSpec(_cached_dataset("stl10", _load_stl10, (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)), True),
     "mnist": DatasetSpec(_cached_dataset("mnist", _load_idx("MNIST", "mnist"), (0.1307,), (0.3081,)), True),
-    "fashion_mnist": DatasetSpec(_cached_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"), (0.2860,), (0.3530,)), True),
+    "fashion_mnist": DatasetSpec(_cached_dataset("fashion_mnist", _load_idx("FashionMNIST", "fashion_mnist"),
+                                                 (0.2860,), (0.3530,)), True),
     "twitter_pos": DatasetSpec(_twitter_pos, False, num_classes=len(TWITTER_TAGS)),
     "mnist1d": DatasetSpec(_cached_dataset("mnist1d", _load_mnist1d), False),
 }
-
-DEFAULT_DATA_ROOT = "data"
 
 # One copy per process (and per device): every trial a reused Ray actor runs
 # after the first finds its data here instead of reading files again.

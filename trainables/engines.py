@@ -4,16 +4,7 @@ An engine holds K >= 1 members of one architecture. Member r is one run of the s
 its own config (trainables.registry.member_configs: K seeds of one configuration, or K
 fused configurations that differ in lr, weight decay, momentum, dropout, init, seed), its
 model built and initialised from its own seed. The loop sees one interface whatever K is:
-
-    seeds                  one per member (a single-seed trial has one)
-    n_params               parameters of one member
-    member_parameters(a, b) the tensors holding members a..b-1, for their optimizer group
-    zero_grad()            before each backward
-    train() / eval()       the mode for the batches that follow (dropout, BatchNorm)
-    train_logits(x)        x: (K * batch, ...), member r's own batch the r-th of K slices -> (K * batch, classes)
-    eval_logits(x)         x: (batch, ...), the same inputs for every member -> (K * batch, classes)
-    grad_norms()           (K, 2): gradient norms of the first and last weight layer (config `grad_norms`)
-    state() / load_state() the model part of a checkpoint
+the `Engine` protocol below.
 
 `SingleModel` is one plain module (with `compile` and `channels_last`);
 `LoopedModels` runs K plain modules one after another in each step, where stacking
@@ -32,6 +23,7 @@ get groups of their own (trainables.optim.member_groups).
 from __future__ import annotations
 
 import copy
+from typing import ClassVar, Protocol
 
 import torch
 from torch import nn
@@ -40,6 +32,39 @@ from torch.func import functional_call, stack_module_state, vmap
 from trainables import data as datasets
 from trainables.optim import count_params, init_weights
 from trainables.registry import get_spec
+
+
+class Engine(Protocol):
+    """What the epoch loop (trainables.loop) asks of the K >= 1 members it trains."""
+
+    kind: ClassVar[str]  # "single", "looped" or "stacked": a checkpoint's optimizer state has its layout
+    seeds: list[int]  # one per member
+    n_params: int  # parameters of one member
+    watched: list  # the first and last weight layers whose gradient norms are recorded (config `grad_norms`)
+
+    def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
+        """The tensors holding members first..end-1, for their optimizer group."""
+
+    def zero_grad(self) -> None: ...
+
+    def train(self) -> None:
+        """Training mode for the batches that follow (dropout, BatchNorm)."""
+
+    def eval(self) -> None: ...
+
+    def train_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (K * batch, ...), member r's own batch the r-th of K slices -> (K * batch, classes)."""
+
+    def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, ...), the same inputs for every member -> (K * batch, classes)."""
+
+    def grad_norms(self) -> torch.Tensor:
+        """(K, 2): gradient norms of the first and last weight layer."""
+
+    def state(self) -> dict:
+        """The model part of a checkpoint (tensors by name)."""
+
+    def load_state(self, state: dict) -> None: ...
 
 
 def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device) -> nn.Module:
@@ -111,11 +136,7 @@ def build_members(members: list[dict], splits: datasets.Splits, dev: torch.devic
 
 # On a CPU, stacking K members beats looping them only for small MLPs from about 8 members, where
 # per-op overhead outweighs the arithmetic; looping wins for larger MLPs, embeddings and any
-# convolution (benchmarks/README.md, fused configurations, 2026-12-04, fused optimizers, per-member
-# throughput vs separate trials, stacked / looped: MNIST-1D MLP (15 210 weights) K=4 1.12x / 1.23x,
-# K=8 1.46x / 1.33x, K=16 1.74x / 1.45x; MNIST MLP (178 110) K=8 1.17x / 1.27x, K=16 1.11x / 1.22x;
-# MNIST-1D CNN K=8 1.27x / 1.38x, K=16 1.34x / 1.36x; LeNet-5 0.83-0.95x / 0.99-1.08x; Twitter POS
-# window MLP (410 423) K=8 0.90x / 1.14x, K=16 0.78x / 0.97x).
+# convolution (the measurements: benchmarks/README.md, "fused configurations").
 STACK_FROM_ON_CPU = 8
 STACK_AT_MOST_PARAMS_ON_CPU = 50_000
 
@@ -137,7 +158,7 @@ def choose_engine(members: list[dict], models: list[nn.Module], dev: torch.devic
     return "stacked"
 
 
-def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device, kind: str | None = None):
+def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device, kind: str | None = None) -> Engine:
     """The engine for a trial's resolved member configs (trainables.registry.member_configs).
     `kind` (a checkpoint's "engine") overrides the choice: a resumed trial's optimizer state has
     the layout of the engine that saved it."""
@@ -156,7 +177,7 @@ def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device,
 
 
 class SingleModel:
-    """One model, one seed: K = 1."""
+    """One model, one run: K = 1."""
 
     kind = "single"
 
@@ -270,7 +291,7 @@ class StackedModel:
     their own that share the stacks' memory (detached, so torch.optim takes them as leaves),
     with gradients that are the same slices of the stacks' gradients. Those gradients are
     then allocated once and zeroed in place, so the slices stay theirs (one group over all
-    members, as for seed replicates, steps the stacks themselves, whose gradients are freed); an optimizer's step on a
+    members, as for one configuration's seeds, steps the stacks themselves, whose gradients are freed); an optimizer's step on a
     slice writes into the stacks that the next forward reads.
 
     `chunk_size=1` makes vmap run the model one member at a time (still one call, one
@@ -309,7 +330,7 @@ class StackedModel:
         self._shared_input = vmap(one, in_dims=(0, 0, None), randomness="different", chunk_size=chunk_size)
 
     def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
-        if first == 0 and end == len(self.seeds):  # one group for all (seed replicates): the stacks themselves
+        if first == 0 and end == len(self.seeds):  # one group for all (one configuration's seeds): the stacks themselves
             return list(self.params.values())
         self.sliced = True
         slices = []

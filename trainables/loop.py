@@ -1,34 +1,32 @@
-"""fit(config, report): one trial's epoch loop, for one seed or K seeds batched.
+"""fit(config, report): one trial's epoch loop, for one run or K members trained together.
 
 The loop knows nothing of Ray. After every epoch it calls
 `report(metrics, state)`: `metrics` is a flat dict of numbers, `state` the
-checkpoint (model, optimizer, RNG states, epoch) a caller may save; a later
-`fit(..., start=state)` continues from that epoch exactly where it stopped,
-bitwise on CPU. Ray's adapter (trainables.tune_adapter) saves the state as a
+checkpoint (TrialState.as_checkpoint: model, optimizer, RNG states, epoch) a caller
+may save; a later `fit(..., start=state)` continues from that epoch exactly where it
+stopped, bitwise on CPU. Ray's adapter (trainables.tune_adapter) saves the state as a
 Tune checkpoint; tests pass a function that appends to a list.
 
-The loop drives an engine (trainables.engines) of K members stacked into one batched
-computation: with config `replicates` K > 1 the K seeds seed..seed+K-1 of one configuration,
-with config `members` K fused configurations (trainables.registry.member_configs). Member k
-is the run a single-seed trial of its own config makes: its model is built and initialised
-from its seed, its data order and augmentation come from its own generator seeded the same
-way, and it has its own dropout masks (at its own rate), BatchNorm running statistics and
-optimizer state and hyperparameters. Every epoch makes one row per member still training
-(with its `seed`, and for fused members its index `member`); a single-seed trial reports
-its one row as its metrics.
+The loop drives an engine (trainables.engines) of K members: with config `members` K
+configurations, or K seeds of one (trainables.registry.member_configs, seed_members).
+Member k is the run a trial of its own config alone makes: its model is built and
+initialised from its seed, its data order and augmentation come from its own generator
+seeded the same way, and it has its own dropout masks (at its own rate), BatchNorm running
+statistics and optimizer state and hyperparameters. Every epoch makes one row per member
+still training (with its `seed` and its index `member`); a trial of one run reports its one
+row as its metrics.
 
 A non-finite training loss ends a member with `diverged=True` (its last row
 carries its test metrics): a diverging learning rate is a result of the study, not
 an error. The others go on; the trial ends when every member has finished or
 diverged.
 
-A batched trial's report holds the aggregate over members (config `aggregate`:
-mean, median or min of each metric, every member counted at its latest row),
-which is what a search optimises, and `replicate_metrics`: this epoch's rows, one
-per member still training. study.export turns those into ordinary per-run rows.
-Time columns of a member's rows are its share of
-the batched trial's time (the trial's time / K), so per-sample costs compare with
-single-seed trials.
+A trial of K > 1 members reports the aggregate over them (config `aggregate`: mean,
+median or min of each metric, every member counted at its latest row), which is what a
+search optimises, and `member_metrics`: this epoch's rows, one per member still training.
+study.export turns those into ordinary per-run rows. Time columns of a member's rows are
+its share of the trial's time (the trial's time / K), so per-sample costs compare with
+trials of one run.
 """
 
 from __future__ import annotations
@@ -37,16 +35,19 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from common.contract import MEMBER_METRICS
 from trainables import augment
 from trainables import data as datasets
-from trainables.engines import make_engine
+from trainables.engines import Engine, make_engine
+from trainables.keys import AGGREGATES
 from trainables.optim import make_optimizer, member_groups
-from trainables.registry import AGGREGATES, get_spec, member_configs, resolve_config
+from trainables.registry import get_spec, member_configs, resolve_config
 
 Report = Callable[[dict, dict], None]
 
@@ -108,29 +109,17 @@ def augmented_image_size(cfg: dict, splits: datasets.Splits) -> int | None:
 def epoch_draws(n_train: int, image_size: int | None, rng: torch.Generator):
     """One epoch's random draws from a trial's data generator, in a fixed order: the sample
     order, then (for augmented images of side `image_size`) crop offsets and flips. Batched
-    seeds draw through this too, so each replicate sees what its single-seed run sees."""
+    members draw through this too, so each member sees what its run alone sees."""
     perm = torch.randperm(n_train, generator=rng)
     shifts, flips = augment.draw(n_train, image_size, rng) if image_size else (None, None)
     return perm, shifts, flips
-
-
-def global_rng_state(dev: torch.device) -> dict:
-    """The global generators a checkpoint saves (dropout masks, on the CPU and on CUDA)."""
-    return {"torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(dev) if dev.type == "cuda" else None}
-
-
-def restore_global_rng(state: dict, dev: torch.device) -> None:
-    torch.set_rng_state(state["torch_rng"])
-    if dev.type == "cuda" and state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state(state["cuda_rng"], dev)
 
 
 AGGREGATED = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 
 
 def aggregate(rows: list[dict], how: str) -> dict:
-    """One value per metric across replicates (NaN propagates: a diverged loss is not hidden)."""
+    """One value per metric across members (NaN propagates: a diverged loss is not hidden)."""
     out = {}
     for key in AGGREGATED:
         values = [row[key] for row in rows if key in row]
@@ -141,17 +130,17 @@ def aggregate(rows: list[dict], how: str) -> dict:
 
 @torch.inference_mode()
 def evaluate(engine, splits: datasets.Splits, x: torch.Tensor, y: torch.Tensor, autocast) -> tuple[list, list]:
-    """Each replicate's mean cross-entropy and accuracy over (x, y), in large batches."""
+    """Each member's mean cross-entropy and accuracy over (x, y), in large batches."""
     k = len(engine.seeds)
     engine.eval()
     loss_sum = torch.zeros(k, device=x.device)
     correct = torch.zeros(k, device=x.device, dtype=torch.int64)
-    batch = max(1, EVAL_BATCH_SIZE // k)  # K replicates' activations at once: keep memory as one model's
+    batch = max(1, EVAL_BATCH_SIZE // k)  # K members' activations at once: keep memory as one model's
     for i in range(0, len(y), batch):
         xb, yb = splits.prepare(x[i : i + batch]), y[i : i + batch]
         with autocast():
             logits = engine.eval_logits(xb)
-        yb = yb.repeat(k)  # as the logits: every replicate's predictions for the batch, one after another
+        yb = yb.repeat(k)  # as the logits: every member's predictions for the batch, one after another
         loss_sum += F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).sum(1)
         correct += (logits.argmax(-1) == yb).view(k, -1).sum(1)
     n = max(len(y), 1)
@@ -178,9 +167,9 @@ def by_member(ordered: torch.Tensor, k: int, batch_size: int, n_used: int) -> to
 
 def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, data_rngs: list[torch.Generator],
                 augment_size: int | None, autocast) -> tuple[list, list, list]:
-    """One pass over the training data for every replicate, each in the order its own generator draws.
+    """One pass over the training data for every member, each in the order its own generator draws.
 
-    Returns each replicate's mean training loss, accuracy and (config `grad_norms`) mean
+    Returns each member's mean training loss, accuracy and (config `grad_norms`) mean
     gradient norms of its first and last weight layer. A step does little beyond a bare
     PyTorch loop's (benchmarks/README.md, loop overhead): the epoch's sample order and targets are
     laid out in step order once, and the running loss and accuracy are summed once at the end
@@ -206,12 +195,12 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
         yb = targets[step]
         with autocast():
             logits = engine.train_logits(splits.prepare(xb))
-        if k == 1:  # one model: the fused mean loss (a per-replicate reduction slows a small MLP; benchmarks/README.md)
+        if k == 1:  # one model: the fused mean loss (a per-member reduction slows a small MLP; benchmarks/README.md)
             loss = F.cross_entropy(logits.float(), yb)
             losses = loss.detach()
         else:
             per_member = F.cross_entropy(logits.float(), yb, reduction="none").view(k, -1).mean(1)
-            loss = per_member.sum()  # d(sum)/d(loss_r) = 1: replicate r's slice gets exactly its own gradient
+            loss = per_member.sum()  # d(sum)/d(loss_r) = 1: member r's slice gets exactly its own gradient
             losses = per_member.detach()
         engine.zero_grad()
         loss.backward()
@@ -228,6 +217,98 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
             (grad_sums / max(len(step_sizes), 1)).tolist())
 
 
+@dataclass
+class TrialState:
+    """Where a trial stands after an epoch: what a checkpoint saves and `fit(start=...)` restores.
+
+    `as_checkpoint` and `from_checkpoint` are inverses over one flat dict of tensors and plain
+    values (torch.load(weights_only=True) reads it back), whose model part is the engine's own
+    (`Engine.state`)."""
+
+    epoch: int = 0
+    history: list = field(default_factory=list)  # every epoch's metrics so far
+    train_time_s: float = 0.0
+    training: list = field(default_factory=list)  # per member: False once it diverged
+    latest: list = field(default_factory=list)  # per member: its latest row, for the aggregate
+    engine: str | None = None  # the engine that saved the optimizer state (its layout)
+    model: dict = field(default_factory=dict)  # Engine.state()
+    optimizer: dict = field(default_factory=dict)
+    torch_rng: object = None  # the global generators (dropout masks), on the CPU and on CUDA
+    cuda_rng: object = None
+    data_rngs: list = field(default_factory=list)  # per member: data order and augmentation
+
+    def as_checkpoint(self) -> dict:
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "model"}
+        # copies of the lists the loop goes on changing: a saved checkpoint stays the epoch's
+        own.update(history=list(self.history), training=list(self.training), latest=[dict(r) for r in self.latest])
+        return {**own, **self.model}
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict) -> TrialState:
+        names = {f.name for f in fields(cls)} - {"model"}
+        # checkpoints from before member_engine hold no "engine": K > 1 members were stacked
+        own = {"engine": "stacked", **{k: v for k, v in saved.items() if k in names}}
+        return cls(**own, model={k: v for k, v in saved.items() if k not in names})
+
+
+class Trial:
+    """One trial's parts: its members' engine, their optimizer and data generators, and its state."""
+
+    def __init__(self, cfg: dict, splits: datasets.Splits, dev: torch.device, start: dict | None):
+        members = member_configs(cfg)
+        restored = TrialState.from_checkpoint(start) if start is not None else None
+        # a resumed trial keeps the engine that saved its optimizer state (one member ignores it)
+        self.engine: Engine = make_engine(members, splits, dev, restored.engine if restored else None)
+        self.k = len(self.engine.seeds)
+        self.optimizer = make_optimizer(cfg["optimizer"],
+                                        member_groups(cfg["optimizer"], members, self.engine.member_parameters),
+                                        lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
+                                        nesterov=cfg["nesterov"])
+        # data order and augmentation, on the CPU
+        self.data_rngs = [torch.Generator().manual_seed(seed) for seed in self.engine.seeds]
+        self.dev = dev
+        self.state = TrialState(training=[True] * self.k, latest=[{} for _ in range(self.k)])
+        if restored is not None:
+            self.restore(restored)
+
+    def restore(self, state: TrialState) -> None:
+        self.engine.load_state(state.model)
+        self.optimizer.load_state_dict(state.optimizer)
+        torch.set_rng_state(state.torch_rng)
+        if self.dev.type == "cuda" and state.cuda_rng is not None:
+            torch.cuda.set_rng_state(state.cuda_rng, self.dev)
+        for rng, rng_state in zip(self.data_rngs, state.data_rngs):
+            rng.set_state(rng_state)
+        self.state = state
+
+    def checkpoint(self, epoch: int) -> dict:
+        """The state after `epoch`, as a checkpoint (its history and member states already updated)."""
+        self.state.epoch = epoch
+        self.state.engine = self.engine.kind
+        self.state.model = self.engine.state()
+        self.state.optimizer = self.optimizer.state_dict()
+        self.state.torch_rng = torch.get_rng_state()
+        self.state.cuda_rng = torch.cuda.get_rng_state(self.dev) if self.dev.type == "cuda" else None
+        self.state.data_rngs = [rng.get_state() for rng in self.data_rngs]
+        return self.state.as_checkpoint()
+
+
+def member_rows(trial: Trial, epoch: int, train: tuple, val: tuple, epoch_s: float) -> dict[int, dict]:
+    """This epoch's row of each member still training (member index -> row)."""
+    (train_losses, train_accs, grad_means), (val_losses, val_accs) = train, val
+    rows = {}
+    for r in range(trial.k):
+        if not trial.state.training[r]:
+            continue
+        rows[r] = {"epoch": epoch, **({"seed": trial.engine.seeds[r], "member": r} if trial.k > 1 else {}),
+                   "train_loss": train_losses[r], "train_acc": train_accs[r], "val_loss": val_losses[r],
+                   "val_acc": val_accs[r], "epoch_time_s": epoch_s / trial.k,
+                   "diverged": not np.isfinite(train_losses[r])}
+        if trial.engine.watched:
+            rows[r].update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
+    return rows
+
+
 def fit(
     config: dict,
     report: Report,
@@ -239,7 +320,7 @@ def fit(
     splits: datasets.Splits | None = None,
     tags: dict | None = None,
 ) -> dict:
-    """Train one configuration; call `report(metrics, state)` after every epoch.
+    """Train one configuration (or K members together); call `report(metrics, state)` after every epoch.
 
     Returns the last metrics reported. `splits` lets a caller hand over data it
     already holds (Ray's object store); otherwise it is loaded (and cached per process).
@@ -251,92 +332,49 @@ def fit(
     cfg = resolve_config(config)
     dev = pick_device(device)
     splits = trial_splits(cfg, dev, data_root, download, splits)
-    members = member_configs(cfg)
-    # a resumed trial keeps the engine that saved its optimizer state (checkpoints before
-    # member_engine hold no "engine": K > 1 members were stacked; one member ignores it)
-    engine = make_engine(members, splits, dev, start.get("engine", "stacked") if start else None)
-    seeds = engine.seeds
-    k = len(seeds)
-    fused = "members" in cfg  # rows name their member: fused members may share a seed
-    optimizer = make_optimizer(cfg["optimizer"], member_groups(cfg["optimizer"], members, engine.member_parameters),
-                               lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"],
-                               nesterov=cfg["nesterov"])
-    data_rngs = [torch.Generator().manual_seed(seed) for seed in seeds]  # data order and augmentation, on the CPU
-    first_epoch, train_time_s, history = 1, 0.0, []
-    training = [True] * k  # False once a replicate has diverged
-    latest: list[dict] = [{} for _ in range(k)]  # each replicate's latest row, for the aggregate
-    if start is not None:
-        engine.load_state(start)
-        optimizer.load_state_dict(start["optimizer"])
-        restore_global_rng(start, dev)
-        for rng, rng_state in zip(data_rngs, start["data_rngs"]):
-            rng.set_state(rng_state)
-        first_epoch, train_time_s = start["epoch"] + 1, start["train_time_s"]
-        training, latest = list(start["training"]), [dict(row) for row in start["latest"]]
-        history = list(start["history"])
-
+    trial = Trial(cfg, splits, dev, start)
+    state, k = trial.state, trial.k
     autocast = autocast_for(cfg, dev)
     augment_size = augmented_image_size(cfg, splits)
     n_used = samples_used(len(splits.train_y), cfg["batch_size"])
     metrics: dict = {}
 
-    for epoch in range(first_epoch, cfg["epochs"] + 1):
+    for epoch in range(state.epoch + 1, cfg["epochs"] + 1):
         t0 = time.perf_counter()
-        train_losses, train_accs, grad_means = train_epoch(engine, optimizer, splits, cfg["batch_size"], data_rngs,
-                                                           augment_size, autocast)
-        train_time_s += time.perf_counter() - t0
-        val_losses, val_accs = evaluate(engine, splits, splits.val_x, splits.val_y, autocast)
+        trained = train_epoch(trial.engine, trial.optimizer, splits, cfg["batch_size"], trial.data_rngs,
+                              augment_size, autocast)
+        state.train_time_s += time.perf_counter() - t0
+        validated = evaluate(trial.engine, splits, splits.val_x, splits.val_y, autocast)
         epoch_s = time.perf_counter() - t0
-
-        rows: dict[int, dict] = {}  # replicate index -> its row, for the replicates still training
-        for r in range(k):
-            if not training[r]:
-                continue
-            rows[r] = {"epoch": epoch, **({"seed": seeds[r]} if k > 1 else {}), **({"member": r} if fused else {}),
-                       "train_loss": train_losses[r],
-                       "train_acc": train_accs[r], "val_loss": val_losses[r], "val_acc": val_accs[r],
-                       "epoch_time_s": epoch_s / k, "diverged": not np.isfinite(train_losses[r])}
-            if engine.watched:
-                rows[r].update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
+        rows = member_rows(trial, epoch, trained, validated, epoch_s)
         ending = [r for r, row in rows.items() if row["diverged"] or epoch == cfg["epochs"]]
         infer_share = 0.0
         if ending:
             t_test = time.perf_counter()
-            test_losses, test_accs = evaluate(engine, splits, splits.test_x, splits.test_y, autocast)
+            test_losses, test_accs = evaluate(trial.engine, splits, splits.test_x, splits.test_y, autocast)
             infer_share = (time.perf_counter() - t_test) / k
             for r in ending:
-                rows[r].update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=engine.n_params,
-                               **cost_metrics(train_time_s / k, n_used * epoch, infer_share, splits.test_y, dev))
+                rows[r].update(test_loss=test_losses[r], test_acc=test_accs[r], n_params=trial.engine.n_params,
+                               **cost_metrics(state.train_time_s / k, n_used * epoch, infer_share, splits.test_y, dev))
         for r, row in rows.items():
             row.update(tags or {})
-            latest[r] = row
-            training[r] = not row["diverged"]
-        done = epoch == cfg["epochs"] or not any(training)
+            state.latest[r] = row
+            state.training[r] = not row["diverged"]
+        done = epoch == cfg["epochs"] or not any(state.training)
 
         if k == 1:
             metrics = rows[0]
         else:
-            metrics = {"epoch": epoch, **aggregate(latest, cfg["aggregate"]), "epoch_time_s": epoch_s,
-                       "diverged": not any(training), "replicates_diverged": training.count(False)}
-            if done:  # every replicate has its test row now, so the aggregate above has test_loss / test_acc
-                metrics.update(n_params=engine.n_params,
-                               **cost_metrics(train_time_s, n_used * epoch * k, infer_share * k, splits.test_y, dev))
+            metrics = {"epoch": epoch, **aggregate(state.latest, cfg["aggregate"]), "epoch_time_s": epoch_s,
+                       "diverged": not any(state.training), "members_diverged": state.training.count(False)}
+            if done:  # every member has its test row now, so the aggregate above has test_loss / test_acc
+                metrics.update(n_params=trial.engine.n_params,
+                               **cost_metrics(state.train_time_s, n_used * epoch * k, infer_share * k,
+                                              splits.test_y, dev))
             metrics.update(tags or {})
-            metrics["replicate_metrics"] = list(rows.values())
-        history.append(metrics)
-        state = {
-            "epoch": epoch,
-            "history": history,
-            **engine.state(),
-            "engine": engine.kind,
-            "optimizer": optimizer.state_dict(),
-            **global_rng_state(dev),
-            "data_rngs": [rng.get_state() for rng in data_rngs],
-            "training": list(training),
-            "latest": [dict(row) for row in latest],
-            "train_time_s": train_time_s,
-        }
-        report(metrics, state)
+            metrics[MEMBER_METRICS] = list(rows.values())
+        state.history.append(metrics)
+        report(metrics, trial.checkpoint(epoch))
         if done:
             break
     return metrics

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from common.errors import ConfigError
 from trainables.activations import make_activation
-from trainables.errors import ConfigError
 
 
 def _dropouts(dropout: float | Sequence[float], n_layers: int) -> list[float]:

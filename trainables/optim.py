@@ -7,15 +7,14 @@ adamw, which is the one difference between adam and adamw.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from common.errors import ConfigError
 from trainables.activations import ACTIVATIONS, canonical_activation
-from trainables.errors import ConfigError
 
 
 class CubicAdam(torch.optim.Optimizer):
@@ -101,8 +100,10 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
                           torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)),
     "adamw": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov:
                            torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)),
-    "rmsprop": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov: torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)),
-    "cubic_adam": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov: CubicAdam(params, lr=lr, weight_decay=weight_decay)),
+    "rmsprop": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov:
+                             torch.optim.RMSprop(params, lr=lr, weight_decay=weight_decay)),
+    "cubic_adam": OptimizerSpec(lambda params, lr, weight_decay, momentum, nesterov:
+                                CubicAdam(params, lr=lr, weight_decay=weight_decay)),
 }
 
 

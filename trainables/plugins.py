@@ -14,7 +14,7 @@
                                   defaults={"optimizer": "adam", "lr": 1e-3}, extra={"width": 64})
 
 A registered trainable gets what a built-in one gets: config validation, the epoch loop with
-its reports and checkpoints, `replicates`, `python -m trainables NAME --plugins MODULE`, and
+its reports and checkpoints, `members` (fused runs), `python -m trainables NAME --plugins MODULE`, and
 studies (`plugins = [...]` in a study file, or `--plugins`). Ray workers import the same
 plugins before they train (study.tuner.run_trial).
 """
@@ -27,7 +27,7 @@ import sys
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from trainables.errors import ConfigError, DataError, UserError
+from common.errors import ConfigError, DataError, UserError
 
 
 class PluginError(UserError):
@@ -62,7 +62,8 @@ def register_trainable(name: str, *, dataset: str, build: Callable, defaults: Ma
     only the model's values, not its shapes, so that `--fuse` may train configurations differing in
     them as members of one trial."""
     from trainables.data import DATASETS
-    from trainables.registry import COMMON_DEFAULTS, TRAINABLES, TrainableSpec
+    from trainables.keys import COMMON_DEFAULTS
+    from trainables.registry import TRAINABLES, TrainableSpec
 
     _check_name("trainable", name, TRAINABLES)
     if dataset not in DATASETS:

@@ -1,6 +1,6 @@
 """TRAINABLES: name -> spec (dataset, model builder, defaults), and config validation.
 
-A trial config is the common keys (ARCHITECTURE.md's contract) plus the keys its
+A trial config is the common keys (trainables.keys, the one table of them) plus the keys its
 trainable adds. `resolve_config` fills in defaults and rejects unknown keys and
 bad values with one line that lists the valid choices.
 """
@@ -10,16 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
-import numpy as np
 from torch import nn
 
+from common.errors import ConfigError
 from trainables import models
 from trainables.activations import canonical_activation
 from trainables.data import Splits, load_word_vectors
-from trainables.errors import ConfigError
-from trainables.optim import INITS, OPTIMIZERS
+from trainables.keys import CHECKS, COMMON_DEFAULTS, FUSIBLE_KEYS
 
 
 @dataclass(frozen=True)
@@ -34,48 +32,9 @@ class TrainableSpec:
     fusible: tuple[str, ...] = ()
 
 
-COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({
-    "activation": "relu",
-    "batchnorm": False,
-    "lr": 0.01,
-    "weight_decay": 0.0,
-    "dropout": 0.0,
-    "optimizer": "sgd",
-    "momentum": 0.0,
-    "nesterov": False,
-    "init": "default",
-    "batch_size": 128,
-    "epochs": 10,
-    "seed": 0,
-    "augment": False,  # random crop + flip, for the image datasets
-    "max_train_samples": None,  # cap the training set (smoke runs); None: all of it
-    "max_eval_samples": None,  # cap validation and test sets (smoke runs)
-    "grad_norms": False,  # record first / last layer gradient norms each epoch
-    "precision": "fp32",  # or bf16 (autocast)
-    "channels_last": False,
-    "compile": False,  # torch.compile the model: pays on a GPU for long trials; compiling costs ~30 s on a CPU
-    # K seed replicates (seeds seed .. seed+K-1) trained as one batched computation (trainables.engines.StackedModel)
-    "replicates": 1,
-    "aggregate": "mean",  # how replicates' metrics combine into the one a search optimises: mean, median, min
-    # how a trial of K > 1 members (replicates or fused members) runs them: "stacked" (one vmapped
-    # computation), "looped" (K plain models, one after another each step) or "auto": on a CPU stacked
-    # only for small MLPs from 8 members (trainables.engines.choose_engine), looped otherwise; on a GPU stacked
-    "member_engine": "auto",
-})
-
-
-# The common keys the members of one fused trial (config `members`) may differ in: each member's
-# model, data order and optimizer hyperparameters are its own (trainables.engines), while
-# everything else (the model's shapes, the optimizer, batch size, epochs, precision) is shared.
-FUSIBLE_KEYS = ("lr", "weight_decay", "momentum", "nesterov", "dropout", "init", "seed")
-
-
 def fusible_keys(trainable: str) -> tuple[str, ...]:
     return (*FUSIBLE_KEYS, *get_spec(trainable).fusible)
 
-
-# How a batched trial's replicates combine into the one metric a search sees (config `aggregate`).
-AGGREGATES: dict[str, Callable[[np.ndarray], np.floating]] = {"mean": np.mean, "median": np.median, "min": np.min}
 
 
 def _n_pixels(splits: Splits) -> int:
@@ -150,116 +109,6 @@ TRAINABLES: dict[str, TrainableSpec] = {
 }
 
 
-# --- validation ---------------------------------------------------------------
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _check_positive_int(key, v):
-    if not _is_int(v) or v <= 0:
-        raise ConfigError(f"{key} must be a positive integer, got {v!r}")
-
-
-def _check_optional_positive_int(key, v):
-    if v is not None:
-        _check_positive_int(key, v)
-
-
-def _check_bool(key, v):
-    if not isinstance(v, bool):
-        raise ConfigError(f"{key} must be true or false, got {v!r}")
-
-
-def _check_choice(choices):
-    def check(key, v):
-        if v not in choices:
-            raise ConfigError(f"unknown {key} {v!r}; choose one of: {', '.join(choices)}")
-    return check
-
-
-def _check_lr(key, v):
-    if not _is_number(v) or v <= 0:
-        raise ConfigError(f"{key} must be a positive number, got {v!r}")
-
-
-def _check_non_negative(key, v):
-    if not _is_number(v) or v < 0:
-        raise ConfigError(f"{key} must be a number >= 0, got {v!r}")
-
-
-def _check_dropout(key, v):
-    values = list(v) if isinstance(v, (list, tuple)) else [v]
-    for p in values:
-        if not _is_number(p) or not 0 <= p < 1:
-            raise ConfigError(f"dropout must lie in [0, 1) (a drop probability, or a list of one per hidden layer), got {v!r}")
-
-
-def _check_momentum(key, v):
-    if not _is_number(v) or not 0 <= v < 1:
-        raise ConfigError(f"momentum must lie in [0, 1), got {v!r}")
-
-
-def _check_seed(key, v):
-    if not _is_int(v) or v < 0:
-        raise ConfigError(f"seed must be an integer >= 0, got {v!r}")
-
-
-def _check_activation(key, v):
-    if not isinstance(v, str):
-        raise ConfigError(f"activation must be a name, got {v!r}")
-    canonical_activation(v)
-
-
-def _check_hidden(key, v):
-    if isinstance(v, int) and not isinstance(v, bool):
-        v = [v]
-    if not isinstance(v, (list, tuple)) or not v or not all(_is_int(n) and n > 0 for n in v):
-        raise ConfigError(f"{key} must be a non-empty list of positive layer widths, e.g. [512, 1024, 128], got {v!r}")
-
-
-def _check_path(key, v):
-    if v is not None and not isinstance(v, str):
-        raise ConfigError(f"{key} must be a file path or null, got {v!r}")
-
-
-CHECKS: dict[str, Callable[[str, object], None]] = {
-    "activation": _check_activation,
-    "batchnorm": _check_bool,
-    "lr": _check_lr,
-    "weight_decay": _check_non_negative,
-    "dropout": _check_dropout,
-    "optimizer": _check_choice(list(OPTIMIZERS)),
-    "momentum": _check_momentum,
-    "nesterov": _check_bool,
-    "init": _check_choice(list(INITS)),
-    "batch_size": _check_positive_int,
-    "epochs": _check_positive_int,
-    "seed": _check_seed,
-    "augment": _check_bool,
-    "max_train_samples": _check_optional_positive_int,
-    "max_eval_samples": _check_optional_positive_int,
-    "grad_norms": _check_bool,
-    "precision": _check_choice(["fp32", "bf16"]),
-    "channels_last": _check_bool,
-    "compile": _check_bool,
-    "replicates": _check_positive_int,
-    "aggregate": _check_choice(list(AGGREGATES)),
-    "member_engine": _check_choice(["auto", "stacked", "looped"]),
-    # trainable-specific keys
-    "hidden": _check_hidden,
-    "depth": _check_optional_positive_int,
-    "width": _check_optional_positive_int,
-    "channels": _check_positive_int,
-    "embedding_dim": _check_positive_int,
-    "embeddings": _check_path,
-}
-
-
 def get_spec(name: str) -> TrainableSpec:
     if name not in TRAINABLES:
         raise ConfigError(f"unknown trainable {name!r}; choose one of: {', '.join(TRAINABLES)}")
@@ -285,11 +134,8 @@ def resolve_config(config: Mapping) -> dict:
         if shared:
             raise ConfigError(f"members may differ only in {', '.join(allowed)}; {', '.join(shared)} sets the "
                               "computation's shape or steps, so it must be one value for the whole trial")
-    if resolved["replicates"] > 1:
-        raise ConfigError("members and replicates do not combine: members differing only in seed are "
-                          "replicates; set replicates=1 and give the seeds as members")
     if resolved["compile"] or resolved["channels_last"]:
-        raise ConfigError("compile and channels_last apply to single-seed trials; with members set "
+        raise ConfigError("compile and channels_last apply to trials of one run; with members set "
                           "compile=false and channels_last=false")
     for member in members:
         _resolve_one({**config, **member})
@@ -298,12 +144,17 @@ def resolve_config(config: Mapping) -> dict:
 
 
 def member_configs(cfg: Mapping) -> list[dict]:
-    """The resolved configs of what one resolved trial config trains together: its `members`
-    (fused configurations), its `replicates` (seeds seed .. seed+K-1), or itself alone."""
+    """The resolved configs of the runs one resolved trial config trains together: its `members`
+    (configurations or seeds of one, fused), or itself alone."""
     shared = {k: v for k, v in cfg.items() if k != "members"}
     if cfg.get("members"):
         return [_resolve_one({**shared, **member}) for member in cfg["members"]]
-    return [{**shared, "seed": cfg["seed"] + r} for r in range(cfg["replicates"])]
+    return [shared]
+
+
+def seed_members(first: int, count: int) -> list[dict]:
+    """The `members` of a trial that trains seeds first .. first+count-1 of one configuration."""
+    return [{"seed": first + i} for i in range(count)]
 
 
 def _resolve_one(config: dict) -> dict:
@@ -337,7 +188,4 @@ def _resolve_one(config: dict) -> dict:
         resolved["dropout"] = float(resolved["dropout"])
     if resolved["nesterov"] and resolved["momentum"] <= 0:
         raise ConfigError("nesterov=true needs momentum > 0; set momentum=0.9 or nesterov=false")
-    if resolved["replicates"] > 1 and (resolved["compile"] or resolved["channels_last"]):
-        raise ConfigError("compile and channels_last apply to single-seed trials; with replicates > 1 set "
-                          "compile=false and channels_last=false")
     return resolved

@@ -1,5 +1,5 @@
-"""Seed-batched trials (config `replicates`, trainables.engines.StackedModel or LoopedModels): each
-replicate is the run its seed would make alone."""
+"""Trials of one configuration's seeds as members (config `members`, trainables.registry.seed_members;
+trainables.engines.StackedModel or LoopedModels): each member is the run its seed would make alone."""
 
 import io
 import math
@@ -9,10 +9,11 @@ import pytest
 import torch
 from scipy import stats
 
+from common.errors import ConfigError
 from trainables import models, resolve_config
-from trainables.errors import ConfigError
 from trainables.engines import StackedModel
 from trainables.loop import aggregate
+from trainables.registry import seed_members
 
 from test_loop import TIMING, run  # a trial collected as rows and serialised checkpoints
 
@@ -25,7 +26,7 @@ def per_seed(rows, key="seed"):
     """Batched reports -> {seed (or another row key, e.g. `member`): [its rows]}."""
     out = {}
     for metrics in rows:
-        for row in metrics["replicate_metrics"]:
+        for row in metrics["member_metrics"]:
             out.setdefault(row[key], []).append(row)
     return out
 
@@ -55,7 +56,7 @@ FAMILIES = {
 @pytest.mark.parametrize("family, engine", [*[(f, "stacked") for f in FAMILIES], ("lenet5_bn_augment", "looped")])
 def test_each_replicate_matches_its_unbatched_run(family, engine, data_root):
     config = {**FAMILIES[family], "epochs": 2, "max_eval_samples": 64, "member_engine": engine}
-    batched, _ = run({**config, "replicates": 3, "seed": 5}, data_root)
+    batched, _ = run({**config, "members": seed_members(5, 3)}, data_root)
     replicates = per_seed(batched)
     assert sorted(replicates) == [5, 6, 7]
     for seed, rows in replicates.items():
@@ -87,7 +88,7 @@ def test_dropout_masks_differ_between_replicates():
 def test_with_dropout_batched_and_unbatched_seeds_are_statistically_indistinguishable(data_root):
     config = {"trainable": "mnist1d_mlp", "dropout": 0.3, "epochs": 4, "batchnorm": True}
     seeds = 12
-    batched, _ = run({**config, "replicates": seeds}, data_root)
+    batched, _ = run({**config, "members": seed_members(0, seeds)}, data_root)
     batched_acc = [rows[-1]["val_acc"] for rows in per_seed(batched).values()]
     alone_acc = [run({**config, "seed": s}, data_root)[0][-1]["val_acc"] for s in range(seeds)]
     assert stats.mannwhitneyu(batched_acc, alone_acc).pvalue > 0.01
@@ -102,7 +103,7 @@ DIVERGING = {"trainable": "mnist1d_mlp", "epochs": 4, "max_train_samples": 512, 
 
 
 def test_a_diverging_replicate_stops_alone(data_root):
-    batched, _ = run({**DIVERGING, "replicates": 6}, data_root)
+    batched, _ = run({**DIVERGING, "members": seed_members(0, 6)}, data_root)
     replicates = per_seed(batched)
     alone = {seed: run({**DIVERGING, "seed": seed}, data_root)[0] for seed in range(6)}
     diverged_alone = {seed: rows[-1]["epoch"] for seed, rows in alone.items() if rows[-1]["diverged"]}
@@ -118,7 +119,7 @@ def test_a_diverging_replicate_stops_alone(data_root):
             assert last["epoch"] == 4 and not last["diverged"]
     # the trial ran to the end for the seeds that trained, and says how many diverged
     assert batched[-1]["epoch"] == 4 and not batched[-1]["diverged"]
-    assert batched[-1]["replicates_diverged"] == len(diverged_alone)
+    assert batched[-1]["members_diverged"] == len(diverged_alone)
     # a stable seed beside the diverging ones is untouched by their NaNs
     stable = replicates[3]
     for mine, theirs in zip(stable, alone[3]):
@@ -126,20 +127,20 @@ def test_a_diverging_replicate_stops_alone(data_root):
 
 
 def test_all_replicates_diverging_ends_the_trial(data_root):
-    config = {**DIVERGING, "lr": 1e4, "momentum": 0.0, "epochs": 5, "replicates": 3}
+    config = {**DIVERGING, "lr": 1e4, "momentum": 0.0, "epochs": 5, "members": seed_members(0, 3)}
     batched, _ = run(config, data_root)
     assert batched[-1]["diverged"] and batched[-1]["epoch"] < 5
-    assert batched[-1]["replicates_diverged"] == 3
+    assert batched[-1]["members_diverged"] == 3
 
 
 def test_reported_metric_is_the_aggregate_over_replicates(data_root):
-    config = {"trainable": "mnist1d_cnn", "epochs": 2, "max_train_samples": 300, "replicates": 4}
+    config = {"trainable": "mnist1d_cnn", "epochs": 2, "max_train_samples": 300, "members": seed_members(0, 4)}
     for how, combine in [("mean", statistics.mean), ("median", statistics.median), ("min", min)]:
         batched, _ = run({**config, "aggregate": how}, data_root)
         for metrics in batched:
-            values = [row["val_acc"] for row in metrics["replicate_metrics"]]
+            values = [row["val_acc"] for row in metrics["member_metrics"]]
             assert metrics["val_acc"] == pytest.approx(combine(values))
-        assert batched[-1]["test_acc"] == pytest.approx(combine([r["test_acc"] for r in batched[-1]["replicate_metrics"]]))
+        assert batched[-1]["test_acc"] == pytest.approx(combine([r["test_acc"] for r in batched[-1]["member_metrics"]]))
 
 
 def test_aggregate_counts_a_diverged_replicate_at_its_last_row():
@@ -151,24 +152,24 @@ def test_aggregate_counts_a_diverged_replicate_at_its_last_row():
 
 def test_resume_from_a_checkpoint_continues_exactly(data_root):
     config = {"trainable": "mnist1d_cnn", "epochs": 4, "max_train_samples": 300, "batchnorm": True,
-              "dropout": 0.2, "replicates": 3}
+              "dropout": 0.2, "members": seed_members(0, 3)}
     straight, states = run(config, data_root)
     start = torch.load(io.BytesIO(states[1]), weights_only=True)  # stopped after epoch 2
     resumed, resumed_states = run(config, data_root, start=start)
     assert [m["epoch"] for m in resumed] == [3, 4]
     for a, b in zip(straight[2:], resumed):
-        for ra, rb in zip(a["replicate_metrics"], b["replicate_metrics"]):
+        for ra, rb in zip(a["member_metrics"], b["member_metrics"]):
             assert {k: v for k, v in ra.items() if k not in TIMING} == {k: v for k, v in rb.items() if k not in TIMING}
     # the resumed trial's checkpoint still holds every epoch of every seed
     history = torch.load(io.BytesIO(resumed_states[-1]), weights_only=True)["history"]
     assert [m["epoch"] for m in history] == [1, 2, 3, 4]
-    assert [len(m["replicate_metrics"]) for m in history] == [3, 3, 3, 3]
+    assert [len(m["member_metrics"]) for m in history] == [3, 3, 3, 3]
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"replicates": 0}, "replicates"),
-    ({"replicates": 2, "compile": True}, "replicates > 1"),
-    ({"replicates": 2, "channels_last": True}, "replicates > 1"),
+    ({"members": seed_members(0, 0)}, "members must be a non-empty list"),
+    ({"members": seed_members(0, 2), "compile": True}, "with members set"),
+    ({"members": seed_members(0, 2), "channels_last": True}, "with members set"),
     ({"aggregate": "max"}, "aggregate"),
 ])
 def test_bad_replicate_options(bad, message):

@@ -1,11 +1,12 @@
 """The results contract (ARCHITECTURE.md, "Results"): file names, columns, metadata keys, the trial record.
 
 The one place these are defined: the study export writes them, the analysis reads them
-(it imports this module, which imports nothing else of the project and neither torch nor Ray).
+(this module imports nothing of the project and neither torch nor Ray).
 """
 
 from __future__ import annotations
 
+import json
 from typing import TypedDict
 
 EPOCHS_FILE = "epochs.parquet"
@@ -26,6 +27,13 @@ FINAL_METRICS = ["test_acc", "test_loss", "chance_acc", "train_time_s", "train_u
                  "n_params", "device", "hostname", "node_id"]
 # Every row starts with these, then the run's full config (one column per config key).
 IDENTITY_COLUMNS = ["study", "trial_id"]
+# A fused trial's runs (its members) report their rows under this key of the trial's metrics
+# (trainables.loop); each member is a run of its own, `<Tune trial id>-m<member index>`.
+MEMBER_METRICS = "member_metrics"
+
+
+def member_run_id(trial_id: str, member: int) -> str:
+    return f"{trial_id}-m{member}"
 
 # What a file must hold for the analysis to read it.
 REQUIRED_EPOCH_COLUMNS = ["study", "trial_id", "trainable", "seed", "epoch", "train_loss", "train_acc", "val_loss",
@@ -34,10 +42,16 @@ REQUIRED_TRIAL_COLUMNS = ["study", "trial_id", "trainable", "seed", "status", "e
                           "best_val_acc", "final_val_loss", "test_acc"]
 
 # --- Parquet key-value metadata, on both files ---------------------------------------------
-META_STUDY = b"hpstudy.study"  # the study spec (study.presets.Study.spec)
+META_STUDY = b"hpstudy.study"  # the study spec (study.definition.Study.spec)
 META_RUN = b"hpstudy.run"  # how the study ran: its flags; seeds on demand adds looks and rounds
 META_VERSIONS = b"hpstudy.versions"
 META_GIT_COMMIT = b"hpstudy.git_commit"
+
+
+def config_cell(value):
+    """A config value as a results column holds it: lists and tables (hidden sizes, per-layer
+    dropout) as JSON text, so a column keeps one type across runs; anything else as it is."""
+    return json.dumps(value) if isinstance(value, (list, tuple, dict)) else value
 
 
 class TrialRecord(TypedDict):

@@ -7,7 +7,7 @@ import ast
 import json
 import sys
 
-from trainables.errors import UserError
+from common.errors import UserError
 
 EXIT_BAD_INPUT = 2
 

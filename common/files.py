@@ -1,4 +1,4 @@
-"""Atomic file writes: readers see the old file or the new one, never half of one."""
+"""Atomic file writes (readers see the old file or the new one, never half of one), and the data folder."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+DEFAULT_DATA_ROOT = "data"  # where datasets live unless --data-root says otherwise
 
 
 def write_atomically(path: Path, write: Callable[[str], None]) -> None:
