@@ -160,7 +160,18 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     analysis = analysis or analyse(results, **options)
     out.mkdir(parents=True, exist_ok=True)
     doc = Document(out)
-    trials, epochs, metric, design = results.trials, results.epochs, analysis.metric, analysis.design
+    _introduction(doc, results, analysis)
+    _findings_section(doc, analysis)
+    (out / "findings.csv").write_text(analysis.findings().to_csv(index=False))
+    _figures_section(doc, results, analysis)
+    _evidence_section(doc, results, analysis)
+    (out / "report.md").write_text(doc.markdown())
+    (out / "report.html").write_text(doc.html(f"hpstudy report: {results.name}"))
+    return out / "report.md"
+
+
+def _introduction(doc: Document, results: Results, analysis: Analysis) -> None:
+    trials, metric, design = results.trials, analysis.metric, analysis.design
     doc.heading(f"Study {results.name}", 1)
     if results.spec.get("description"):
         doc.text(results.spec["description"])
@@ -178,6 +189,10 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
         doc.heading("How the findings are made", 3)
         doc.bullets(method(analysis))
 
+
+
+def _findings_section(doc: Document, analysis: Analysis) -> None:
+    metric, design = analysis.metric, analysis.design
     doc.heading("Findings")
     if analysis.untestable_because:
         doc.text(f"No significance tests: {analysis.untestable_because}. Re-run the best configurations over "
@@ -201,8 +216,10 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
                    "Effects with intervals at each row's tested level; shaded: +/- the smallest effect that matters")
     elif not design.factors:
         doc.text("No factor varies in this study: nothing to compare.")
-    (out / "findings.csv").write_text(analysis.findings().to_csv(index=False))
 
+
+def _figures_section(doc: Document, results: Results, analysis: Analysis) -> None:
+    epochs, design = results.epochs, analysis.design
     doc.heading("Figures")
     _figures(doc, results, analysis)
     if {"grad_norm_first", "grad_norm_last"} <= set(epochs.columns) and epochs["grad_norm_first"].notna().any():
@@ -213,6 +230,10 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     if design.search == "optuna" and len(analysis.runs):
         _search_figures(doc, analysis, results.spec.get("mode", "max"))
 
+
+
+def _evidence_section(doc: Document, results: Results, analysis: Analysis) -> None:
+    trials, epochs, metric, design = results.trials, results.epochs, analysis.metric, analysis.design
     doc.heading("What the findings rest on")
     group = [*design.strata, *design.names[:2]] or ["trainable"]
     doc.table(stats.status_counts(trials, group), f"Runs per status by {' x '.join(group)}")
@@ -260,10 +281,6 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
     if results.spec:
         doc.table(pd.DataFrame([{"key": k, "value": str(v)} for k, v in results.spec.items() if k != "description"]),
                   "Study spec (from the Parquet metadata)")
-
-    (out / "report.md").write_text(doc.markdown())
-    (out / "report.html").write_text(doc.html(f"hpstudy report: {results.name}"))
-    return out / "report.md"
 
 
 def main(argv: list[str] | None = None) -> int:

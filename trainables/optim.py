@@ -91,8 +91,7 @@ def _sgd(params, lr, weight_decay, momentum, nesterov):
 # SGD, Adam and AdamW take PyTorch's fused kernels (fused=True): one pass over each parameter,
 # its gradient and its state per step instead of one pass per elementwise op, on the CPU as on
 # CUDA. Same update, rounded differently in the last bits. An Adam-bound trial gains most
-# (benchmarks/README.md, loop overhead, 2026-12-04, whole trials on one thread: Twitter POS window
-# MLP 1.96x, MNIST-1D MLP 1.29x, MNIST-1D CNN 1.11x, MNIST MLP 1.03x, LeNet-5 with SGD 0.98x).
+# (the measurements: benchmarks/README.md, loop overhead).
 # RMSprop has no fused kernel; CubicAdam is this module's own.
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgd": OptimizerSpec(_sgd, keys=("lr", "weight_decay", "momentum", "nesterov")),
