@@ -2,36 +2,12 @@
 worse, practically equivalent or still undecided against the baseline, by how much, and
 how many seeds would decide it.
 
-How a comparison is made (the design comes from analysis.design):
-- The unit is one run (one seed of one configuration). Runs that errored or did not finish
-  are not results: they are left out and counted. A run that diverged or ended below chance +
-  margin x (1 - chance) failed. Effects are estimated on the runs that trained, and on every
-  run of a configuration that never trained (its accuracy at chance is its result).
-- The effect of a level is a contrast of configuration means in metric ~ configuration + seed
-  (analysis.model.BlockModel, a variance per configuration): the configurations of the level
-  against those of the reference that differ only in this factor, averaged over the levels of
-  the other factors (the averaged comparison), or within one level of another factor (a
-  simple effect).
-- The testing procedure (analysis.testing, the graph in `_test_stratum`): per dataset (the
-  datasets share alpha equally), the averaged comparisons hold PRIMARY_WEIGHT of alpha and
-  are tested jointly (max-t, step-down); each pair of factors' interaction test and its simple
-  effects share the rest; a rejected interaction passes its share to its simple effects, an
-  emptied group passes its share along the graph. The chance of any false `better`, `worse`
-  or `equivalent`, or a false interaction, in the whole study stays at or under alpha. Each
-  row's `test_level` is the level it was finally tested at; where runs of a comparison failed,
-  that level is split in half between the accuracy and Fisher's exact test of the failure
-  rates.
-- Verdict: `better` / `worse` when the failure rates differ (the level failing more often is
-  worse), else when the accuracy part is rejected; `equivalent` when the two one-sided tests at
-  the row's level put it inside +/- the smallest effect, the failure rates are equal in the
-  sample, and (for an averaged row) every simple effect's 80% interval lies inside the band;
-  else `inconclusive`; `not testable` when there is nothing to estimate a spread from.
-- `seeds_needed` (inconclusive rows only): the seeds per configuration at which the same rule
-  decides the comparison with probability 0.8 at its level in the study extended with them
-  (one more look, study.extend), planned with the observed effect and an upper 70% bound of
-  its spread (analysis.power.seeds_to_decide).
-- Optuna searches and one-seed studies get no tests (no seed-to-seed spread to test against):
-  their rows are `not testable`; the report shows parameter importances instead.
+The method is stated once, in the documentation's Statistics page (docs/statistics.md); this
+module carries it out: `analyse` marks failed runs (analysis.failures), fits each dataset's
+block model (analysis.model), builds the dataset's testing graph (`_test_stratum`, weights
+PRIMARY_WEIGHT and the rest) and runs it (analysis.testing), then decides each row
+(`_decide_row`) and plans the seeds an open one needs (analysis.power). `findings` is the
+table alone.
 """
 
 from __future__ import annotations
@@ -90,7 +66,7 @@ class Analysis:
     spreads: pd.DataFrame = field(default_factory=pd.DataFrame)  # each configuration's spread group
     spread: str = "grouped"
     # the command that adds seeds to the study, with {seeds} for the count (the study records it in
-    # hpstudy.run; results written before 0.2 do not)
+    # hpstudy.run; results of format 1 do not)
     more_seeds_command: str | None = None
 
     def findings(self) -> pd.DataFrame:
@@ -142,6 +118,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
     looks = looks or results.run.get("looks") or 1
     _check(results, metric, smallest_effect, alpha)
+    # format 1: a seeds-on-demand study from before spending functions spent alpha equally
     look, spending = len(results.run.get("rounds") or []) or looks, results.run.get("spending", "equal")
     extensions = len(results.run.get("extensions") or [])
     # the share of alpha of the results' look, split with each extension of the study

@@ -134,5 +134,6 @@ def study_design(results: Results, baselines: dict[str, str] | None = None) -> D
             raise UserError(f"--baseline {name}={text}: {text} is not a level of {name}; "
                             f"levels: {', '.join(map(str, known[name].levels))}")
         factors[factors.index(known[name])] = Factor(name, known[name].levels, level)
-    space = tuple(results.spec.get("space") or SEARCHED)
+    # format 1: an Optuna spec written before it recorded its space
+    space = tuple(results.spec.get("space") or (SEARCHED if results.format == 1 else ()))
     return Design(tuple(factors), strata, search, from_spec, space)

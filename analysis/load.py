@@ -19,11 +19,13 @@ from common.contract import (
     EPOCHS_FILE,
     FINAL_METRICS,
     IDENTITY_COLUMNS,
+    META_FORMAT,
     META_RUN,
     META_STUDY,
     OUTCOME_COLUMNS,
     REQUIRED_EPOCH_COLUMNS,
     REQUIRED_TRIAL_COLUMNS,
+    RESULTS_FORMAT,
     TRIALS_FILE,
 )
 from common.errors import UserError
@@ -47,6 +49,7 @@ class Results:
     trials: pd.DataFrame
     spec: dict = field(default_factory=dict)
     run: dict = field(default_factory=dict)  # how the study ran (hpstudy.run): flags, seeds-on-demand rounds
+    format: int = RESULTS_FORMAT  # the results format they were written in (common.contract.RESULTS_FORMAT)
 
     @property
     def name(self) -> str:
@@ -55,7 +58,7 @@ class Results:
         return str(self.trials["study"].iloc[0]) if len(self.trials) else str(self.folder).rstrip("/").rsplit("/", 1)[-1]
 
 
-def _read(location: str, required: list[str]) -> tuple[pd.DataFrame, dict, dict]:
+def _read(location: str, required: list[str]) -> tuple[pd.DataFrame, dict, dict, int]:
     filesystem, path = filesystem_of(location)
     try:
         kind = filesystem.get_file_info(path).type
@@ -75,9 +78,23 @@ def _read(location: str, required: list[str]) -> tuple[pd.DataFrame, dict, dict]
         raise ResultsError(f"{location} lacks required column(s) {', '.join(missing)}; "
                            "it was not written by hpstudy's study export")
     meta = table.schema.metadata or {}
+    results_format = format_of(location, meta)
     spec = json.loads(meta[META_STUDY]) if META_STUDY in meta else {}
     run = json.loads(meta[META_RUN]) if META_RUN in meta else {}
-    return table.to_pandas(), spec, run
+    return table.to_pandas(), spec, run, results_format
+
+
+def format_of(location: str, meta: dict) -> int:
+    """The results format of a file (common.contract.RESULTS_FORMAT; absent: 1); a newer one than
+    this hpstudy reads is refused."""
+    text = meta.get(META_FORMAT, b"1").decode()
+    if not text.isdigit():
+        raise ResultsError(f"{location} names results format {text!r}, not a number; it was not written by "
+                           "hpstudy's study export")
+    if int(text) > RESULTS_FORMAT:
+        raise ResultsError(f"{location} is in results format {text}, newer than this hpstudy reads (formats 1 to "
+                           f"{RESULTS_FORMAT}); upgrade hpstudy (pip install -U, or git pull where it is installed from)")
+    return int(text)
 
 
 def load_results(folder: str | Path) -> Results:
@@ -94,8 +111,9 @@ def load_results(folder: str | Path) -> Results:
         is_folder = False
     if not is_folder:
         raise ResultsError(f"{folder} is not a folder; give the study's results folder (e.g. results/mnist1d_grid)")
-    epochs, spec, _ = _read(join(location, EPOCHS_FILE), REQUIRED_EPOCH_COLUMNS)
-    trials, trial_spec, run = _read(join(location, TRIALS_FILE), REQUIRED_TRIAL_COLUMNS)
+    epochs, spec, _, epochs_format = _read(join(location, EPOCHS_FILE), REQUIRED_EPOCH_COLUMNS)
+    trials, trial_spec, run, results_format = _read(join(location, TRIALS_FILE), REQUIRED_TRIAL_COLUMNS)
     if trials.empty:
         raise ResultsError(f"{join(location, TRIALS_FILE)} holds no trials; run the study (or --resume it) first")
-    return Results(Path(location) if not is_uri(location) else location, epochs, trials, spec or trial_spec, run or {})
+    return Results(Path(location) if not is_uri(location) else location, epochs, trials, spec or trial_spec, run or {},
+                   min(epochs_format, results_format))

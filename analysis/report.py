@@ -182,7 +182,7 @@ def _introduction(doc: Document, results: Results, analysis: Analysis) -> None:
              f"{' (' + ', '.join(design.strata) + ')' if design.strata else ''}. "
              + (f"A run 'failed' if it diverged or ended below chance + {analysis.margin:g} x (1 - chance), chance "
                 "being the test set's majority-class rate. " if "chance_acc" in trials else
-                "A run 'failed' if it diverged (these results predate the chance column, so runs near chance "
+                "A run 'failed' if it diverged (these results, of format 1, predate the chance column, so runs near chance "
                 "are not counted as failed). ")
              + ("" if design.from_spec else " No study spec in the results: factors inferred from the config columns."))
     if not analysis.untestable_because and analysis.strata:

@@ -46,6 +46,16 @@ META_STUDY = b"hpstudy.study"  # the study spec (study.definition.Study.spec)
 META_RUN = b"hpstudy.run"  # how the study ran: its flags; seeds on demand adds looks and rounds
 META_VERSIONS = b"hpstudy.versions"
 META_GIT_COMMIT = b"hpstudy.git_commit"
+META_FORMAT = b"hpstudy.format"  # the results format, an integer (absent: 1)
+
+# The results format, raised whenever what a results file holds changes meaning (CHANGELOG.md).
+# The loader reads every format up to this one, each by its number, and refuses a newer one.
+#   1: results written before the format was recorded (hpstudy 0.1): batched seeds as runs
+#      `<id>-seed<seed>` beside a `replicates` column; no `resume_command` in hpstudy.run; the
+#      oldest lack `chance_acc`, an Optuna spec's `space` or a seeds-on-demand run's `spending`.
+#   2: hpstudy 0.2: every member of a fused trial is a run `<id>-m<index>`; `replicates` gone;
+#      hpstudy.run carries `resume_command`.
+RESULTS_FORMAT = 2
 
 
 def config_cell(value):

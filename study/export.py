@@ -23,11 +23,13 @@ from common.contract import (
     EPOCHS_FILE,
     FINAL_METRICS,
     MEMBER_METRICS,
+    META_FORMAT,
     META_GIT_COMMIT,
     META_RUN,
     META_STUDY,
     META_VERSIONS,
     OPTIONAL_EPOCH_METRICS,
+    RESULTS_FORMAT,
     TRIALS_FILE,
     TrialRecord,
     config_cell,
@@ -120,6 +122,7 @@ def file_metadata(study: Study, extra: dict | None = None) -> dict[bytes, bytes]
         META_VERSIONS: json.dumps(_versions()).encode(),
         META_GIT_COMMIT: json.dumps(_git_commit()).encode(),
         META_RUN: json.dumps(extra or {}, default=str).encode(),
+        META_FORMAT: str(RESULTS_FORMAT).encode(),
     }
 
 

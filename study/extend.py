@@ -75,7 +75,7 @@ def grid_difference(saved: dict, study: Study) -> str | None:
     """What makes `study`'s grid not the saved one's, in a few words, or None."""
     now = plain(study.spec())
     for key in GRID_KEYS:
-        if key not in saved:  # results written before the spec had this key
+        if key not in saved:  # results of format 1 written before the spec had this key
             continue
         before, after = saved[key], now.get(key)
         if before == after:

@@ -261,8 +261,28 @@ def test_results_written_before_0_2_still_load_and_analyse(tmp_path):
         frame["trial_id"] = frame["trial_id"] + "-seed" + frame["seed"].astype(str)
         frame["replicates"] = np.where(frame["seed"] < 3, 3, 1)  # two values: a factor, were it not known
         frame.to_parquet(old / name)  # pandas' own metadata only: no hpstudy.study spec
+    assert load_results(old).format == 1  # no hpstudy.format: the format before it was recorded
     old_findings = findings(old)
     assert list(old_findings["factor"]) == ["activation"]
     today_findings = findings(today)
     pd.testing.assert_series_equal(old_findings["effect"], today_findings["effect"])
     assert list(old_findings["verdict"]) == list(today_findings["verdict"]) == ["worse"]
+
+
+def test_results_carry_their_format_and_a_newer_one_is_refused_in_one_line(tmp_path):
+    study = make_study("fmt", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "tanh"]}, seeds=3)
+    folder = write_synthetic(tmp_path / "now", study, lambda p: 0.9)
+    for name in ("epochs.parquet", "trials.parquet"):
+        assert pq.read_schema(folder / name).metadata[b"hpstudy.format"] == b"2"
+    assert load_results(folder).format == 2
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    for name in ("epochs.parquet", "trials.parquet"):
+        table = pq.read_table(folder / name)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"hpstudy.format": b"3"}), newer / name)
+    out = tmp_path / "report"
+    result = subprocess.run([sys.executable, "-m", "analysis.report", str(newer), "--out", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "is in results format 3, newer than this hpstudy reads (formats 1 to 2); upgrade hpstudy" in result.stderr
+    assert not out.exists()

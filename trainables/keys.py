@@ -67,10 +67,13 @@ def boolean(key, v):
 
 def choice(choices: Callable[[], list] | list):
     """One of `choices` (or of what `choices()` lists: names that live in torch-using modules)."""
+    def names() -> list:
+        return choices() if callable(choices) else list(choices)
+
     def check(key, v):
-        names = choices() if callable(choices) else choices
-        if v not in names:
-            raise ConfigError(f"unknown {key} {v!r}; choose one of: {', '.join(names)}")
+        if v not in names():
+            raise ConfigError(f"unknown {key} {v!r}; choose one of: {', '.join(names())}")
+    check.names = names  # what the docs' key reference lists
     return check
 
 
@@ -109,6 +112,9 @@ def activation(key, v):
     if not isinstance(v, str):
         raise ConfigError(f"activation must be a name, got {v!r}")
     importlib.import_module("trainables.activations").canonical_activation(v)
+
+
+activation.names = _names("trainables.activations", "ACTIVATIONS")
 
 
 def layer_widths(key, v):
@@ -168,5 +174,5 @@ KEYS: Mapping[str, Key] = MappingProxyType({
 COMMON_DEFAULTS: Mapping[str, object] = MappingProxyType({k: key.default for k, key in KEYS.items() if key.common})
 CHECKS: Mapping[str, Callable[[str, object], None]] = MappingProxyType({k: key.check for k, key in KEYS.items()})
 FUSIBLE_KEYS: tuple[str, ...] = tuple(k for k, key in KEYS.items() if key.fusible)
-# config columns the analysis never takes for factors; "replicates" is a key results before 0.2 hold
+# config columns the analysis never takes for factors; "replicates" is a key results of format 1 hold
 NOT_FACTORS: frozenset[str] = frozenset({k for k, key in KEYS.items() if key.role != "factor"} | {"replicates"})
