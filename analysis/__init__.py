@@ -4,5 +4,6 @@
 """
 
 from analysis.compare import findings
+from analysis.load import load_results
 
-__all__ = ["findings"]
+__all__ = ["findings", "load_results"]

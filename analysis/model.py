@@ -16,7 +16,7 @@ the pooled variances are SPLIT_RATIO apart. The noisy keep their own variances. 
 moderated toward their scaled inverse-chi-square prior (limma's fitFDist, `prior_spread`),
 (d0 s0^2 + d s^2) / (d0 + d) on d0 + d degrees of freedom, with a lower confidence bound of
 d0 (`prior_df_bound`), and pooled where that bound exceeds their own degrees of freedom.
-Calibrated by simulation (README, analysis): per comparison, p below its level at 0.7-1.0x the
+Calibrated by simulation (docs/statistics.md, "Checked by simulation"): per comparison, p below its level at 0.7-1.0x the
 level under equal spreads and 1.2-1.5x under spreads drawn from a scaled inverse chi-square
 with 4 df, at 3 and 5 seeds.
 """

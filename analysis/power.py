@@ -15,7 +15,8 @@ import numpy as np
 from scipy import stats
 
 POWER = 0.8
-SPREAD_BOUND = 0.7  # seeds needed plans with the spread's upper 70% confidence bound (calibrated by simulation: README)
+# seeds needed plans with the spread's upper 70% confidence bound (calibrated by simulation: docs/statistics.md)
+SPREAD_BOUND = 0.7
 
 
 def decision_power(effect: float, unit_sd: float, seeds: np.ndarray, df: np.ndarray, level: float,

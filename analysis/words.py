@@ -153,59 +153,43 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
     return text
 
 
+STATISTICS_PAGE = "docs/statistics.md"  # the method, stated once (the documentation's Statistics page)
+
+
 def method(analysis) -> list[str]:
-    """The report's method paragraph in plain words: which model made each interval, and what
-    error rate is controlled over what (analysis: analysis.compare.Analysis)."""
-    spreads = analysis.spreads
-    metric = analysis.metric
-    scale = 100 if metric.endswith("acc") else 1
-    unit = " points" if metric.endswith("acc") else ""
-    spending = {"obrien-fleming": "with an O'Brien-Fleming-like spending function (strict early looks)",
-                "equal": "equally"}.get(analysis.spending, analysis.spending)
-    looks = (f" This seeds-on-demand study planned {analysis.looks} looks and spends alpha over them {spending}; "
-             f"its results are at look {analysis.look}, tested at that look's share, so the bound holds however "
-             f"many were taken." if analysis.looks > 1 else "")
-    if analysis.extensions:
-        looks += (f" It was extended with more seeds {analysis.extensions} time(s) after its answer was seen; each "
-                  f"extension is one more look, splitting the share of the look it extends.")
-    share = "alpha" if analysis.family_alpha == analysis.alpha else f"{analysis.family_alpha:.2g}"
+    """The report's method paragraph: this study's numbers (its model's spreads, the shares of
+    alpha, its looks, the smallest effect), each line pointing to the section of the
+    statistics page that says how and why (analysis: analysis.compare.Analysis)."""
+    from analysis.compare import PRIMARY_WEIGHT  # the words module imports no findings code at its top
+
+    spreads, metric = analysis.spreads, analysis.metric
+    scale, unit = (100, " points") if metric.endswith("acc") else (1, "")
     apart = spreads[spreads["group"] > 0]
+    alike = spreads[spreads["group"] == 0]
     if analysis.spread == "pooled":
-        model = "Pooled model (one residual variance per dataset)."
+        model = "one residual variance per dataset (the pooled model)"
     else:
-        alike = spreads[spreads["group"] == 0]
-        sds = f"sd {scale * alike['sd'].min():.2g} to {scale * alike['sd'].max():.2g}{unit}" if len(alike) else ""
-        model = ("Each interval comes from a seed-blocked model of the configuration means, metric ~ configuration + "
-                 "seed, weighted by each configuration's seed-to-seed variance: its own, moderated toward the prior "
-                 "of its cluster (limma's empirical Bayes, with a lower confidence bound of the prior's degrees of "
-                 f"freedom) as far as the spreads are alike ({sds}); "
-                 + (f"{len(apart)} configurations that vary far more (pooled variances 35x apart or more) form a "
-                    f"cluster of their own ({'; '.join(apart['configuration'])})" if len(apart) >= 3 else
-                    f"{'; '.join(apart['configuration'])} vary far more and keep variances of their own"
-                    if len(apart) else "no configuration varies far more")
-                 + "; intervals have Satterthwaite's degrees of freedom.")
-    datasets = f" over {analysis.strata} datasets, each at {share} / {analysis.strata}" if analysis.strata > 1 else ""
+        model = ("a variance per configuration, moderated within the cluster of alike spreads"
+                 + (f" (sd {scale * alike['sd'].min():.2g} to {scale * alike['sd'].max():.2g}{unit})" if len(alike) else "")
+                 + (f"; {apart['configuration'].iloc[0]} varies far more and keeps its own variance" if len(apart) == 1
+                    else "; " + "; ".join(apart["configuration"]) + " vary far more and keep their own variances"
+                    if len(apart) else "; no configuration varies far more"))
+    share = analysis.alpha if analysis.family_alpha == analysis.alpha else analysis.family_alpha
+    datasets = f", {analysis.strata} datasets at {share:.2g} / {analysis.strata} each" if analysis.strata > 1 else ""
+    looks = ""
+    if analysis.looks > 1:
+        looks = (f" Seeds on demand: look {analysis.look} of {analysis.looks} planned, alpha spent "
+                 f"{'O' + chr(39) + 'Brien-Fleming-like' if analysis.spending == 'obrien-fleming' else 'equally'} "
+                 "over them.")
+    if analysis.extensions:
+        looks += f" Extended with more seeds {analysis.extensions} time(s): each extension is one more look."
     return [
-        model,
-        f"Error control over the whole study{datasets}: a graphical closed testing procedure (Bretz et al. 2009). "
-        "Each factor's averaged comparisons hold 80% of the level and are tested jointly (max-t over the model's "
-        "correlation of the contrasts, step-down); each pair of factors' interaction test holds 10% / pairs and its "
-        "simple effects (one factor within each level of the other, jointly) as much, so an effect a noisy "
-        "configuration hides on average is still decided where it is clear. A rejected interaction passes its "
-        "share to its simple effects; a group all of whose hypotheses are rejected passes its share on (simple "
-        "effects to the averaged comparisons, those to the interactions). Each row says the "
-        f"level it was finally tested at (test_level), its interval is at 1 - that level, and p_adjusted is below "
-        f"alpha exactly where it was rejected. So the chance of any false better, worse or equivalent verdict, or a "
-        f"false interaction, anywhere in the study is at most alpha = {analysis.alpha:g}.{looks}",
-        f"Equivalent: the two one-sided tests (TOST) at the row's level put the effect inside +/- "
-        f"{amount(analysis.smallest_effect, metric)}, the failure rates are the same, and no simple effect of an "
-        "averaged comparison may lie beyond it (each one's 80% interval inside the band: an effect that depends "
-        "on another factor is not equivalent).",
-        "Failures are results: where runs of a comparison failed, its level is split in half between the runs' "
-        "accuracy and Fisher's exact test of the failure rates; a level that fails significantly more often is "
-        "worse whatever its trained runs do, and a configuration whose every run failed is compared by the "
-        "accuracy its runs ended at.",
-        "Seeds needed (undecided rows): the seeds per configuration at which this same rule decides the comparison "
-        "with probability 0.8 at the row's level (with one more look), planned with the observed effect and an "
-        "upper 70% confidence bound of its spread.",
+        f"Model: {metric} ~ configuration + seed, with {model} "
+        f"({STATISTICS_PAGE}, \"Seeds are blocks\").",
+        f"Error control over the whole study: at most alpha = {analysis.alpha:g} for any false better, worse, "
+        f"equivalent or interaction{datasets}; this study's share {share:.2g}. Averaged comparisons hold "
+        f"{PRIMARY_WEIGHT:.0%} of it, interactions and simple effects the rest; each row's test_level is what it was "
+        f"finally tested at.{looks} ({STATISTICS_PAGE}, \"The question, and where alpha goes\").",
+        f"Verdicts: equivalent within +/- {amount(analysis.smallest_effect, metric)}; failed runs decide too; "
+        f"seeds needed at probability 0.8 ({STATISTICS_PAGE}, \"Verdicts\").",
     ]

@@ -44,11 +44,11 @@ def seeds_summary(options: RunOptions) -> str | None:
         return None
     fixed = status["configurations"] * status["max_seeds"]
     futile = status.get("futile", 0)
-    state = ("every comparison decided" if not status["open"] else
+    state = ("none left open" if not status["open"] else
              f"{count(status['open'], 'comparison')} still open"
              + (f", {futile} of them stopped for futility (even {status['max_seeds']} seeds would hardly decide them)"
                 if futile else f" at {status['max_seeds']} seeds"))
-    return (f"{options.name}: seeds on demand: {status['seed_runs']} seed runs in {len(status['rounds'])} rounds "
+    return (f"{options.name}: seeds on demand: {status['seed_runs']} seed runs in {count(len(status['rounds']), 'round')} "
             f"against {status['configurations']} configs x {status['max_seeds']} = {fixed} for the fixed design "
             f"({status['seed_runs'] / fixed:.0%}); {count(status['decided'], 'comparison')} decided, {state}")
 

@@ -52,4 +52,8 @@ def canonical_activation(name: str) -> str:
 
 
 def make_activation(name: str) -> nn.Module:
+    """A fresh activation module for `name` (any of ACTIVATIONS, or an alias such as `swish`).
+
+    A plugin's model builder calls it with `config["activation"]`, so the study's activation
+    axis reaches the user's own model; an unknown name is a ConfigError listing the valid ones."""
     return ACTIVATIONS[canonical_activation(name)].factory()
