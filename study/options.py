@@ -248,7 +248,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
                              "still gets its own rows. A grid fuses the runs (seeds, and configurations) that differ "
                              "only in lr, weight decay, momentum, dropout, init or seed; an Optuna search trains "
                              "seeds 0..K-1 of each sampled configuration")
-    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K", help=argparse.SUPPRESS)  # before --fuse
+    parser.add_argument("--batch-seeds", type=_positive_int, metavar="K", help=argparse.SUPPRESS)  # --fuse's old spelling
     parser.add_argument("--aggregate", choices=list(AGGREGATES), default=None,
                         help="with --fuse: the metric Tune optimises is this over a trial's members (default mean)")
     parser.add_argument("--max-seeds", type=_positive_int, metavar="M",
