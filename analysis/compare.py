@@ -13,7 +13,7 @@ table alone.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ from analysis.failures import DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, 
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
 from analysis.model import BlockModel
+from analysis.outcomes import DEFAULT_OUTCOME, OUTCOMES, compared_scale, outcome, outcome_values
 from analysis.power import seeds_to_decide
 from analysis.testing import Graph, Hypothesis, closed_test, look_alpha
 from analysis.words import sentence
@@ -33,9 +34,9 @@ from common.errors import UserError
 FINDINGS_COLUMNS = ["metric", "factor", "level", "reference", "stratum", "n", "n_ref", "effect", "ci_low", "ci_high",
                     "p_adjusted", "test_level", "verdict", "seeds_needed"]
 VERDICTS = ("better", "worse", "equivalent", "inconclusive", "not testable")
-# metric -> whether higher is better; accuracies are fractions, reported in points (x 100)
-METRICS = {"test_acc": True, "final_val_acc": True, "best_val_acc": True, "test_loss": False, "final_val_loss": False}
-DEFAULT_METRIC = "test_acc"
+# metric (an outcome, analysis.outcomes) -> whether higher is better
+METRICS = {name: chosen.higher_is_better for name, chosen in OUTCOMES.items()}
+DEFAULT_METRIC = DEFAULT_OUTCOME
 DEFAULT_SMALLEST_EFFECT = 0.01
 DEFAULT_ALPHA = 0.05
 
@@ -68,6 +69,8 @@ class Analysis:
     # the command that adds seeds to the study, with {seeds} for the count (the study records it in
     # hpstudy.run; results of format 1 do not)
     more_seeds_command: str | None = None
+    target: float | None = None  # a convergence outcome's validation accuracy to reach
+    devices: tuple = ()  # a time outcome's devices, where the runs ran on more than one (compared within each)
 
     def findings(self) -> pd.DataFrame:
         return self.comparisons[FINDINGS_COLUMNS].reset_index(drop=True)
@@ -87,12 +90,7 @@ def findings(results: Results | str | Path, metric: str = DEFAULT_METRIC, baseli
 
 # --- the analysis -----------------------------------------------------------------------------
 
-def _check(results: Results, metric: str, smallest_effect: float, alpha: float) -> None:
-    if metric not in METRICS:
-        raise UserError(f"unknown metric {metric!r}; choose one of: {', '.join(METRICS)}")
-    if metric not in results.trials:
-        raise UserError(f"the results have no {metric} column; choose one of: "
-                        f"{', '.join(m for m in METRICS if m in results.trials)}")
+def _check(smallest_effect: float, alpha: float) -> None:
     if not (isinstance(smallest_effect, (int, float)) and math.isfinite(smallest_effect) and smallest_effect >= 0):
         raise UserError(f"--smallest-effect must be a non-negative number in the metric's units, got {smallest_effect}; "
                         "e.g. 0.01 for one accuracy point")
@@ -103,7 +101,7 @@ def _check(results: Results, metric: str, smallest_effect: float, alpha: float) 
 def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | None = None,
             smallest_effect: float | None = None, alpha: float = DEFAULT_ALPHA,
             margin: float = DEFAULT_CHANCE_MARGIN, looks: int | None = None,
-            detail: bool = True, spread: str = "grouped") -> Analysis:
+            detail: bool = True, spread: str = "grouped", target: float | None = None) -> Analysis:
     """The comparisons of `results` and what they rest on.
 
     `smallest_effect` and `looks` default to what the study ran with (a seeds-on-demand study
@@ -113,11 +111,15 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     `detail=False` skips the variance shares, failure table and importances (the findings
     alone, as `findings()` and the seeds-on-demand searcher need them). `spread="pooled"`
     pools one residual variance over each dataset's configurations (the model before spread
-    groups; for comparison)."""
-    if smallest_effect is None:
-        smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT)
+    groups; for comparison). `metric` is any outcome of analysis.outcomes (`target`: the
+    validation accuracy a convergence outcome waits for); a relative one (times) is compared on
+    the log scale and its effects are ratios - 1, its smallest effect a share (default 5%)."""
+    chosen = outcome(metric, target)
+    if smallest_effect is None:  # a seeds-on-demand study records the one it ran with, for test accuracy
+        smallest_effect = results.run.get("smallest_effect", DEFAULT_SMALLEST_EFFECT) if metric == DEFAULT_METRIC \
+            else chosen.smallest_effect
     looks = looks or results.run.get("looks") or 1
-    _check(results, metric, smallest_effect, alpha)
+    _check(smallest_effect, alpha)
     # format 1: a seeds-on-demand study from before spending functions spent alpha equally
     look, spending = len(results.run.get("rounds") or []) or looks, results.run.get("spending", "equal")
     extensions = len(results.run.get("extensions") or [])
@@ -125,9 +127,15 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     share = look_alpha(alpha, look, looks, spending, results.run.get("fractions"))
     family_alpha, next_alpha = share / (1 + extensions), share / (2 + extensions)
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
-    trials = results.trials
+    values, not_reached = outcome_values(results.trials, results.epochs, chosen, target)
+    trials = results.trials.assign(**{metric: values})
+    devices = tuple(sorted(trials["device"].dropna().unique())) if "device" in trials else ()
+    devices = devices if chosen.kind == "relative" and len(devices) > 1 else ()
+    if devices:  # times of different machines are not compared with each other
+        design = replace(design, strata=(*design.strata, "device"))
+    band = compared_scale(chosen, smallest_effect)  # the smallest effect on the compared scale
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
-    runs = mark_failures(trials, margin=margin)
+    runs = _mark_not_reached(mark_failures(trials, margin=margin), not_reached)
     names = design.names
     untestable = None
     if design.search == "optuna":
@@ -160,8 +168,11 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
             shares.append(table.assign(stratum=_label(s.key, {})))
     interacting = {(r["stratum"], frozenset((r["factor"], r["other"]))) for r in interactions if r["simple_effects"]}
     # seeds_needed plans for the study extended with them (study.extend): one more look
-    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, smallest_effect, alpha,
+    table = _decide(pd.DataFrame(comparisons, columns=_COMPARISON_COLUMNS), metric, band, alpha,
                     next_alpha / family_alpha, interacting)
+    if chosen.kind == "relative":  # effects on the log scale -> ratios - 1
+        table[["effect", "ci_low", "ci_high"]] = np.expm1(table[["effect", "ci_low", "ci_high"]].astype(float))
+    table["finding"] = [sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     importances = pd.DataFrame()
     if untestable and len(runs) and detail:
         importances = parameter_importances(runs, design.searched(runs), metric, METRICS[metric],
@@ -173,7 +184,15 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     _failures(runs, design, metric) if detail else pd.DataFrame(), importances, untestable, looks,
                     family_alpha, extensions, look, spending, len(tested) if untestable is None else 0,
                     pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
-                    None if untestable else results.run.get("resume_command"))
+                    None if untestable else results.run.get("resume_command"), target, devices)
+
+
+def _mark_not_reached(runs: pd.DataFrame, not_reached: pd.Series) -> pd.DataFrame:
+    """A run that never reached a convergence outcome's target failed: counted, never dropped."""
+    missed = not_reached.reindex(runs.index, fill_value=False)
+    runs.loc[missed & runs["failure"].isna(), "failure"] = "target not reached"
+    runs["did_not_train"] = runs["did_not_train"] | missed
+    return runs
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:
@@ -429,7 +448,6 @@ def _decide(table: pd.DataFrame, metric: str, smallest_effect: float, alpha: flo
         table.at[i, "seeds_needed"] = seeds_to_decide(difference.effect, difference.unit_sd, difference.seeds,
                                                       difference.df, table.at[i, "hypothesis"].level * next_scale,
                                                       smallest_effect)
-    table["finding"] = [sentence(row, metric, smallest_effect) for _, row in table.iterrows()]
     table["seeds_needed"] = table["seeds_needed"].astype("Int64")  # a count; empty where decided or not testable
     return table.drop(columns=["difference", "hypothesis"]).reset_index(drop=True)
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from analysis.outcomes import is_accuracy, is_relative
 from analysis.stats import learning_curves as curve_table
 from analysis.stats import levels
 from analysis.words import label
@@ -48,8 +49,8 @@ def forest(comparisons: pd.DataFrame, smallest_effect: float, metric: str):
     """Each comparison's effect with its interval (at the level it was tested at), one panel per
     factor; the band of +/- the smallest effect that matters is shaded, colours are the verdicts."""
     factors = list(dict.fromkeys(comparisons["factor"]))
-    scale = 100.0 if metric.endswith("acc") else 1.0
-    unit = "points" if scale == 100.0 else "units"
+    scale = 100.0 if is_accuracy(metric) or is_relative(metric) else 1.0
+    unit = "%, a ratio - 1" if is_relative(metric) else "points" if scale == 100.0 else "units"
     heights = [max(1, (comparisons["factor"] == f).sum()) for f in factors]
     fig, axes = plt.subplots(len(factors), 1, figsize=(9, 0.38 * sum(heights) + 1.3 * len(factors)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})

@@ -26,8 +26,9 @@ from analysis.compare import Analysis, analyse  # noqa: E402
 from analysis.design import parse_baselines  # noqa: E402
 from analysis.failures import DEFAULT_CHANCE_MARGIN  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
+from analysis.outcomes import is_accuracy, is_relative  # noqa: E402
 from analysis.power import MAX_SEEDS_NEEDED  # noqa: E402
-from analysis.words import answer, method, more_seeds, signed  # noqa: E402
+from analysis.words import answer, label, method, more_seeds, signed  # noqa: E402
 from common.cli import OneLineParser, report_user_error  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
@@ -108,7 +109,7 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
     """The findings table as a reader sees it: words and points, not columns of floats."""
     table = analysis.comparisons
     metric = analysis.metric
-    unit = " (points)" if metric.endswith("acc") else ""
+    unit = " (%)" if is_relative(metric) else " (points)" if is_accuracy(metric) else ""
     return pd.DataFrame({
         "factor": table["factor"],
         "where": table["stratum"],
@@ -155,14 +156,25 @@ def _search_figures(doc: Document, analysis: Analysis, mode: str):
         doc.figure(plots.optuna_params(runs, params, metric), "optuna_params", "Optuna: objective against each parameter")
 
 
-def build_report(results: Results, out: Path, analysis: Analysis | None = None, **options) -> Path:
-    """Write report.md, report.html, findings.csv and the figures to `out`; `options` go to analyse."""
+def build_report(results: Results, out: Path, analysis: Analysis | None = None, outcomes: list[Analysis] = (),
+                 **options) -> Path:
+    """Write report.md, report.html, findings.csv and the figures to `out`; `options` go to analyse.
+    `outcomes`: the analyses of further outcomes than the primary `analysis`, a findings section
+    and forest plot each; findings.csv holds every outcome's rows (its `metric` column)."""
     analysis = analysis or analyse(results, **options)
     out.mkdir(parents=True, exist_ok=True)
     doc = Document(out)
     _introduction(doc, results, analysis)
+    if outcomes:
+        doc.text(f"Outcomes: {', '.join([analysis.metric, *(a.metric for a in outcomes)])}, the first the primary. "
+                 f"Each outcome is a family of its own, tested at alpha = {analysis.alpha:g}: within each, the chance "
+                 f"of any false verdict is at most alpha; over these {1 + len(outcomes)} outcomes together, at most "
+                 f"{1 + len(outcomes)} x alpha (docs/statistics.md, \"Several outcomes\").")
     _findings_section(doc, analysis)
-    (out / "findings.csv").write_text(analysis.findings().to_csv(index=False))
+    for other in outcomes:
+        _findings_section(doc, other, heading=f"Findings: {label(other.metric)}")
+    findings = pd.concat([a.findings() for a in [analysis, *outcomes]], ignore_index=True)
+    (out / "findings.csv").write_text(findings.to_csv(index=False))
     _figures_section(doc, results, analysis)
     _evidence_section(doc, results, analysis)
     (out / "report.md").write_text(doc.markdown())
@@ -191,9 +203,9 @@ def _introduction(doc: Document, results: Results, analysis: Analysis) -> None:
 
 
 
-def _findings_section(doc: Document, analysis: Analysis) -> None:
+def _findings_section(doc: Document, analysis: Analysis, heading: str = "Findings") -> None:
     metric, design = analysis.metric, analysis.design
-    doc.heading("Findings")
+    doc.heading(heading)
     if analysis.untestable_because:
         doc.text(f"No significance tests: {analysis.untestable_because}. Re-run the best configurations over "
                  f"several seeds (a grid with --seeds) to know whether their differences are real.")
@@ -212,7 +224,8 @@ def _findings_section(doc: Document, analysis: Analysis) -> None:
                          "decide it with probability 0.8 and the command that adds them to this study (only the "
                          "missing runs train; the study is then tested as one more look):")
                 doc.bullets(more)
-        doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), "forest",
+        doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric),
+                   "forest" if heading == "Findings" else f"forest_{metric}",
                    "Effects with intervals at each row's tested level; shaded: +/- the smallest effect that matters")
     elif not design.factors:
         doc.text("No factor varies in this study: nothing to compare.")
@@ -287,13 +300,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = OneLineParser(prog="python -m analysis.report", description=__doc__)
     parser.add_argument("results", help="a study's results folder (holding epochs.parquet and trials.parquet)")
     parser.add_argument("--out", required=True, help="folder for report.md, report.html, findings.csv and the figures")
-    parser.add_argument("--metric", default=compare.DEFAULT_METRIC, choices=list(compare.METRICS),
-                        help=f"what is compared (default {compare.DEFAULT_METRIC}: the last epoch's test accuracy)")
+    parser.add_argument("--metric", action="append", choices=list(compare.METRICS), metavar="OUTCOME",
+                        help=f"what is compared, repeatable: one findings section each, the first the primary "
+                             f"(default {compare.DEFAULT_METRIC}: the last epoch's test accuracy); one of "
+                             f"{', '.join(compare.METRICS)}")
+    parser.add_argument("--target", type=float, default=None,
+                        help="epochs_to_target / seconds_to_target: the validation accuracy to reach, in (0, 1)")
     parser.add_argument("--baseline", action="append", metavar="FACTOR=LEVEL", default=[],
                         help="the level a factor's others are compared with (default: the axis's first level); repeatable")
     parser.add_argument("--smallest-effect", type=float, default=None,
-                        help="the smallest difference that matters, in the metric's units (default: the one a "
-                             "seeds-on-demand study ran with, else 0.01: one accuracy point)")
+                        help="the smallest difference that matters, in each outcome's units: accuracy as a "
+                             "fraction (default 0.01: one point, or what a seeds-on-demand study ran with), times "
+                             "and other relative outcomes as a share (default 0.05: 5%%)")
     parser.add_argument("--alpha", type=float, default=compare.DEFAULT_ALPHA,
                         help="the study-wise error rate: the chance of any false verdict in the study (default 0.05)")
     parser.add_argument("--chance-margin", type=float, default=DEFAULT_CHANCE_MARGIN,
@@ -305,9 +323,11 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give a folder")
-        analysis = analyse(results, args.metric, parse_baselines(args.baseline), args.smallest_effect,
-                           alpha=args.alpha, margin=args.chance_margin)
-        path = build_report(results, out, analysis)
+        metrics = list(dict.fromkeys(args.metric or [compare.DEFAULT_METRIC]))
+        analyses = [analyse(results, metric, parse_baselines(args.baseline), args.smallest_effect, alpha=args.alpha,
+                            margin=args.chance_margin, target=args.target) for metric in metrics]
+        analysis = analyses[0]
+        path = build_report(results, out, analysis, outcomes=analyses[1:])
     except UserError as error:
         return report_user_error(parser.prog, error)
     decided = analysis.comparisons["verdict"].isin(["better", "worse", "equivalent"]).sum()

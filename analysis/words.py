@@ -10,6 +10,7 @@ import math
 
 import pandas as pd
 
+from analysis.outcomes import OUTCOMES, is_accuracy, is_relative
 from analysis.power import MAX_SEEDS_NEEDED
 
 LABELS = {
@@ -22,19 +23,32 @@ LABELS = {
 
 
 def label(column: str) -> str:
-    return LABELS.get(column, column.replace("_", " "))
+    return LABELS.get(column) or (OUTCOMES[column].label if column in OUTCOMES else column.replace("_", " "))
 
 
 def amount(value: float, metric: str) -> str:
-    """A size as a reader sees it: accuracy in points ("1.0 points"), other metrics in their units."""
-    return f"{100 * value:.1f} points" if metric.endswith("acc") else f"{value:.3g}"
+    """A size as a reader sees it: accuracy in points ("1.0 points"), a relative outcome (a time)
+    in percent ("20%", a ratio - 1), other metrics in their units."""
+    if is_relative(metric):
+        return f"{100 * value:.0f}%"
+    return f"{100 * value:.1f} points" if is_accuracy(metric) else f"{value:.3g}"
 
 
 def signed(value: float, metric: str) -> str:
-    """A difference as a reader sees it: accuracy in signed points, other metrics in their units."""
+    """A difference as a reader sees it: accuracy in signed points, a relative outcome in signed
+    percent ("+20%": 20% more), other metrics in their units."""
     if not math.isfinite(value):
         return ""
-    return f"{100 * value:+.1f}" if metric.endswith("acc") else f"{value:+.3g}"
+    if is_relative(metric):
+        return f"{100 * value:+.0f}%"
+    return f"{100 * value:+.1f}" if is_accuracy(metric) else f"{value:+.3g}"
+
+
+def unit_phrase(metric: str) -> str:
+    """What an answer line's amounts are: "points of test accuracy", "% change in training time"."""
+    if is_relative(metric):
+        return f"% change in {label(metric)}"
+    return f"points of {label(metric)}" if is_accuracy(metric) else label(metric)
 
 
 def answer(analysis) -> list[str]:
@@ -66,9 +80,9 @@ def answer(analysis) -> list[str]:
                 items.append(f"{r['level']}{place}{amount}{depends}")
             name = {"inconclusive": "undecided", "equivalent": "equivalent"}.get(verdict, verdict)
             parts.append(f"{name}: {'; '.join(items)}")
-        unit = "points of " if metric.endswith("acc") else ""
-        lines.append(f"{factor.name} (vs {factor.baseline}, {unit}{label(metric)}): " + " | ".join(parts)
-                     + "." + where)
+        devices = f" Times of {len(analysis.devices)} devices, compared within each." if analysis.devices else ""
+        lines.append(f"{factor.name} (vs {factor.baseline}, {unit_phrase(metric)}): " + " | ".join(parts)
+                     + "." + where + devices)
     return lines
 
 
@@ -126,7 +140,12 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
         if math.isfinite(row["effect"]) and math.isfinite(row["ci_low"]):
             text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
         return text + depends
-    if verdict in ("better", "worse"):
+    if verdict in ("better", "worse") and is_relative(metric):  # a time: "worse: 20% slower [+12%, +29%]"
+        text = f"{pair}: {verdict}: {amount(abs(row['effect']), metric)} {'slower' if row['effect'] > 0 else 'faster'} " \
+               f"{interval}"
+        if abs(row["effect"]) < smallest_effect:
+            text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
+    elif verdict in ("better", "worse"):
         text = f"{pair}: {verdict} by {amount(abs(row['effect']), metric)} {interval}"
         if abs(row["effect"]) < smallest_effect:
             text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
@@ -163,7 +182,7 @@ def method(analysis) -> list[str]:
     from analysis.compare import PRIMARY_WEIGHT  # the words module imports no findings code at its top
 
     spreads, metric = analysis.spreads, analysis.metric
-    scale, unit = (100, " points") if metric.endswith("acc") else (1, "")
+    scale, unit = (100, " points") if is_accuracy(metric) else (1, "")
     apart = spreads[spreads["group"] > 0]
     alike = spreads[spreads["group"] == 0]
     if analysis.spread == "pooled":
