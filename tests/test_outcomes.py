@@ -129,3 +129,33 @@ def test_bad_outcomes_are_one_line(timed, tmp_path, capsys, argv, expected):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not (tmp_path / "report").exists()
+
+
+def test_each_outcome_keeps_alpha_and_two_together_keep_twice_alpha():
+    """Null studies (no effect on accuracy or on time; 4 activations x batchnorm, 3 seeds): the
+    studies with any false verdict, per outcome and for either, against the one-sided binomial
+    95% bounds at alpha and at 2 x alpha (each outcome is its own family at alpha)."""
+    import tempfile
+    from pathlib import Path
+
+    from scipy import stats as sps
+
+    studies, rng = 60, np.random.default_rng(1)
+    study = make_study("null2", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "gelu", "silu", "mish"],
+                                                               "batchnorm": [False, True]}, seeds=3)
+    false = {"test_acc": 0, "train_time_s": 0, "either": 0}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(studies):
+            folder = write_synthetic(Path(tmp) / f"s{i}", study, lambda p: 0.9, sd=0.01, rng_seed=rng)
+            rewrite(folder, "trials.parquet",
+                    lambda f: f.assign(train_time_s=10.0 * np.exp(rng.normal(0, 0.05, len(f)))))
+            wrong = {}
+            for metric in ("test_acc", "train_time_s"):
+                verdicts = findings(folder, metric=metric)["verdict"]
+                wrong[metric] = bool(verdicts.isin(["better", "worse"]).any())
+                false[metric] += wrong[metric]
+            false["either"] += wrong["test_acc"] or wrong["train_time_s"]
+    bound, bound_two = sps.binom.ppf(0.95, studies, 0.05), sps.binom.ppf(0.95, studies, 0.10)
+    assert false["test_acc"] <= bound and false["train_time_s"] <= bound, false
+    assert false["either"] <= bound_two, false
+    print(f"false verdicts in {studies} null studies: {false}")
