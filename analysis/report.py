@@ -323,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; give a folder")
-        metrics = list(dict.fromkeys(args.metric or [compare.DEFAULT_METRIC]))
+        # the outcomes asked for, else the study's own (its spec's `outcomes`), else test accuracy
+        metrics = list(dict.fromkeys(args.metric or results.spec.get("outcomes") or [compare.DEFAULT_METRIC]))
         analyses = [analyse(results, metric, parse_baselines(args.baseline), args.smallest_effect, alpha=args.alpha,
                             margin=args.chance_margin, target=args.target) for metric in metrics]
         analysis = analyses[0]

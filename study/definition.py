@@ -41,6 +41,8 @@ class Study:
     space: Mapping[str, tuple] = field(default_factory=dict)
     # Modules (names, or absolute .py paths) that register the trainables and datasets the study uses
     plugins: tuple[str, ...] = ()
+    # What its report compares (analysis.outcomes), the first the primary; () for test accuracy alone
+    outcomes: tuple[str, ...] = ()
 
     def trainables(self) -> list[str]:
         return list(self.axes.get("trainable", ())) or ([self.fixed["trainable"]] if "trainable" in self.fixed else [])
@@ -76,14 +78,16 @@ class Study:
                 "axes": {k: list(v) for k, v in self.axes.items()}, "seeds": self.seeds,
                 "bundles": {k: {label: dict(v) for label, v in b.items()} for k, b in self.bundles.items()},
                 "metric": self.metric, "mode": self.mode, "search": self.search,
-                "space": {k: list(v) for k, v in self.space.items()}, "plugins": list(self.plugins)}
+                "space": {k: list(v) for k, v in self.space.items()}, "plugins": list(self.plugins),
+                **({"outcomes": list(self.outcomes)} if self.outcomes else {})}
 
 
 def make_study(name, description, fixed, axes, seeds, smoke_axes, bundles=None, *, metric="val_acc", mode="max",
-               search="grid", space=None, plugins=()) -> Study:
+               search="grid", space=None, plugins=(), outcomes=()) -> Study:
     """A Study from plain dicts and lists (frozen, axes as tuples)."""
     return Study(name, description, _frozen(fixed), _frozen({k: tuple(v) for k, v in axes.items()}), seeds,
                  _frozen({k: tuple(v) for k, v in smoke_axes.items()}),
                  _frozen({k: _frozen({label: _frozen(v) for label, v in b.items()}) for k, b in (bundles or {}).items()}),
                  metric=metric, mode=mode, search=search,
-                 space=_frozen({k: tuple(v) for k, v in (space or {}).items()}), plugins=tuple(plugins))
+                 space=_frozen({k: tuple(v) for k, v in (space or {}).items()}), plugins=tuple(plugins),
+                 outcomes=tuple(outcomes))

@@ -37,7 +37,8 @@ def effective_study(options: RunOptions) -> Study:
     plugins = list(dict.fromkeys([*options.plugins, *study.plugins]))
     return make_study(options.name, study.description, fixed, axes, seeds, smoke_axes,
                       {k: {label: dict(keys) for label, keys in b.items()} for k, b in study.bundles.items()},
-                      metric=study.metric, mode=study.mode, search=study.search, space=study.space, plugins=plugins)
+                      metric=study.metric, mode=study.mode, search=study.search, space=study.space, plugins=plugins,
+                      outcomes=study.outcomes)
 
 
 def validate_study(study: Study, source: str | None = None, fuse: int | None = None) -> None:

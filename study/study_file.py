@@ -38,8 +38,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-KEYS = ("name", "description", "plugins", "seeds", "metric", "mode", "search", "fixed", "axes", "smoke_axes",
-        "bundles", "space")
+KEYS = ("name", "description", "plugins", "seeds", "metric", "mode", "search", "outcomes", "fixed", "axes",
+         "smoke_axes", "bundles", "space")
 METRICS = ("val_acc", "val_loss", "train_acc", "train_loss")
 SEARCHES = ("grid", "optuna")
 SPACE_KINDS = {"loguniform": "[\"loguniform\", low, high]", "uniform": "[\"uniform\", low, high]",
@@ -115,7 +115,23 @@ def study_from_data(data: Mapping, path: Path) -> Study:
             fail(f"{key} is both fixed and {'an axis' if key in axes else 'searched'}; keep one")
     plugins = [str((path.parent / p).resolve()) if p.endswith(".py") else p for p in plugins]
     return make_study(name, data.get("description", ""), fixed, axes, seeds, smoke_axes, bundles,
-                      metric=metric, mode=mode, search=search, space=space, plugins=plugins)
+                      metric=metric, mode=mode, search=search, space=space, plugins=plugins,
+                      outcomes=_outcomes(data.get("outcomes", []), fail))
+
+
+def _outcomes(names, fail) -> list[str]:
+    """What the study's report compares: outcomes of analysis.outcomes, none needing a --target
+    (the report takes those with --metric NAME --target V)."""
+    from analysis.outcomes import OUTCOMES
+
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fail(f"outcomes must be a list of outcome names, e.g. [\"test_acc\", \"train_time_s\"]; got {names!r}")
+    for name in names:
+        if name not in OUTCOMES:
+            fail(f"unknown outcome {name!r}; choose one of: {', '.join(OUTCOMES)}")
+        if OUTCOMES[name].needs_target:
+            fail(f"outcome {name} needs a target; give it to the report: --metric {name} --target V")
+    return list(dict.fromkeys(names))
 
 
 def _levels_table(table: Mapping, what: str, fail) -> dict[str, list]:
@@ -174,6 +190,8 @@ def study_data(study: Study) -> dict:
     if study.plugins:
         data["plugins"] = list(study.plugins)
     data.update(seeds=study.seeds, metric=study.metric, mode=study.mode, search=study.search)
+    if study.outcomes:
+        data["outcomes"] = list(study.outcomes)
     data["fixed"] = _no_nulls(study.fixed)
     if study.axes:
         data["axes"] = {k: list(v) for k, v in study.axes.items()}

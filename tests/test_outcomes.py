@@ -159,3 +159,32 @@ def test_each_outcome_keeps_alpha_and_two_together_keep_twice_alpha():
     assert false["test_acc"] <= bound and false["train_time_s"] <= bound, false
     assert false["either"] <= bound_two, false
     print(f"false verdicts in {studies} null studies: {false}")
+
+
+def test_a_study_names_the_outcomes_its_report_compares(tmp_path, capsys):
+    from study.definition import make_study as study_with
+    from study.presets import STUDIES
+    from study.study_file import StudyFileError, read_study_file, to_toml
+
+    assert STUDIES["stl10_grid"].outcomes == ("test_acc", "train_time_s")
+    assert STUDIES["mnist_regularization"].outcomes == ("test_acc", "generalization_gap")
+    file = tmp_path / "gap.toml"
+    file.write_text('outcomes = ["test_acc", "generalization_gap"]\n[fixed]\ntrainable = "mnist_mlp"\n'
+                    '[axes]\ndropout = [0.0, 0.5]\n')
+    study = read_study_file(file)
+    assert study.outcomes == ("test_acc", "generalization_gap") and study.spec()["outcomes"] == list(study.outcomes)
+    file.write_text(to_toml(study))
+    assert read_study_file(file) == study  # --print-study writes them back
+    for outcomes, message in [('["speed"]', "unknown outcome 'speed'"),
+                              ('["epochs_to_target"]', "outcome epochs_to_target needs a target")]:
+        file.write_text(f"outcomes = {outcomes}\n[fixed]\ntrainable = \"mnist_mlp\"\n")
+        with pytest.raises(StudyFileError, match=message):
+            read_study_file(file)
+    # the report compares the study's outcomes where --metric names none
+    spec = study_with("gap", "", {"trainable": "mnist_mlp"}, {"dropout": [0.0, 0.5]}, 3, {},
+                      outcomes=["test_acc", "generalization_gap"])
+    folder = write_synthetic(tmp_path / "results", spec, lambda p: 0.9)
+    rewrite(folder, "trials.parquet", lambda f: f.assign(final_train_acc=f["test_acc"] + 0.05))
+    assert call_main(report_main, [str(folder), "--out", str(tmp_path / "report")]) == 0
+    assert list(dict.fromkeys(pd.read_csv(tmp_path / "report" / "findings.csv")["metric"])) == \
+        ["test_acc", "generalization_gap"]
