@@ -162,34 +162,35 @@ def build_tuner(plan: Plan, splits_by_dataset: dict, exporter, gpus_per_trial: f
                                                              study.mode)])],
         verbose=1 if options.verbose else 0,
     )
-    common = dict(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
+    # what the TuneConfig of every new part has, whatever its search
+    tuning = dict(metric=study.metric, mode=study.mode, reuse_actors=reuse_actors, trial_dirname_creator=trial_dirname)
     if plan.mode == "extend":
-        param_space, tune_config = listed(list(plan.trials), options, common)
+        param_space, tune_config = listed(list(plan.trials), options, tuning)
     elif study.search == "optuna":
-        param_space, tune_config = optuna_search(study, options, common)
+        param_space, tune_config = optuna_search(study, options, tuning)
     elif options.max_seeds:
         param_space = {}  # the searcher suggests whole configs
         tune_config = tune.TuneConfig(search_alg=seeds_on_demand(study, options), num_samples=-1,
-                                      max_concurrent_trials=options.max_concurrent, **common)
+                                      max_concurrent_trials=options.max_concurrent, **tuning)
     elif options.fuse:
-        param_space, tune_config = listed(fused_trials(study, options.fuse), options, common)
+        param_space, tune_config = listed(fused_trials(study, options.fuse), options, tuning)
     else:
         param_space = grid_space(study.fixed, study.axes, study.seeds)
-        tune_config = tune.TuneConfig(max_concurrent_trials=options.max_concurrent, **common)
+        tune_config = tune.TuneConfig(max_concurrent_trials=options.max_concurrent, **tuning)
     return tune.Tuner(trainable, param_space=param_space, tune_config=tune_config, run_config=run_config)
 
 
-def listed(trials: list[dict], options: RunOptions, common: dict):
+def listed(trials: list[dict], options: RunOptions, tuning: dict):
     """Trials as listed, each exactly as given: an extension's missing grid points (each one trial as
     the grid would have made it, or fused as the study fuses), or a new study's fused trials."""
     from ray.tune.search import BasicVariantGenerator
 
     return listed_space(trials), tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials),
                                                  num_samples=len(trials), max_concurrent_trials=options.max_concurrent,
-                                                 **common)
+                                                 **tuning)
 
 
-def optuna_search(study: Study, options: RunOptions, common: dict):
+def optuna_search(study: Study, options: RunOptions, tuning: dict):
     """An Optuna search over the study's space (with --fuse K, seeds 0..K-1 of each sampled config as
     the members of its trial), optionally with ASHA."""
     from ray.tune.schedulers import ASHAScheduler
@@ -204,7 +205,7 @@ def optuna_search(study: Study, options: RunOptions, common: dict):
     param_space = {**study.fixed, **search_space(study.space), "seed": 0,
                    **({"members": optuna_members(options.fuse)} if options.fuse else {})}
     return param_space, tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=optuna_samples(options),
-                                        **common)
+                                        **tuning)
 
 
 @contextlib.contextmanager
