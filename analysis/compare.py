@@ -129,8 +129,10 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     design = study_design(results, {k: str(v) for k, v in (baseline or {}).items()})
     values, not_reached = outcome_values(results.trials, results.epochs, chosen, target)
     trials = results.trials.assign(**{metric: values})
-    devices = tuple(sorted(trials["device"].dropna().unique())) if "device" in trials else ()
-    devices = devices if chosen.kind == "relative" and len(devices) > 1 else ()
+    devices = ()  # a time outcome's devices, where there are several
+    if chosen.kind == "relative" and "device" in trials:
+        devices = tuple(sorted(trials["device"].dropna().unique()))
+        devices = devices if len(devices) > 1 else ()
     if devices:  # times of different machines are not compared with each other
         design = replace(design, strata=(*design.strata, "device"))
     band = compared_scale(chosen, smallest_effect)  # the smallest effect on the compared scale

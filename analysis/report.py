@@ -172,7 +172,7 @@ def build_report(results: Results, out: Path, analysis: Analysis | None = None, 
                  f"{1 + len(outcomes)} x alpha (docs/statistics.md, \"Several outcomes\").")
     _findings_section(doc, analysis)
     for other in outcomes:
-        _findings_section(doc, other, heading=f"Findings: {label(other.metric)}")
+        _findings_section(doc, other, heading=f"Findings: {label(other.metric)}", forest=f"forest_{other.metric}")
     findings = pd.concat([a.findings() for a in [analysis, *outcomes]], ignore_index=True)
     (out / "findings.csv").write_text(findings.to_csv(index=False))
     _figures_section(doc, results, analysis)
@@ -203,7 +203,7 @@ def _introduction(doc: Document, results: Results, analysis: Analysis) -> None:
 
 
 
-def _findings_section(doc: Document, analysis: Analysis, heading: str = "Findings") -> None:
+def _findings_section(doc: Document, analysis: Analysis, heading: str = "Findings", forest: str = "forest") -> None:
     metric, design = analysis.metric, analysis.design
     doc.heading(heading)
     if analysis.untestable_because:
@@ -224,8 +224,7 @@ def _findings_section(doc: Document, analysis: Analysis, heading: str = "Finding
                          "decide it with probability 0.8 and the command that adds them to this study (only the "
                          "missing runs train; the study is then tested as one more look):")
                 doc.bullets(more)
-        doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric),
-                   "forest" if heading == "Findings" else f"forest_{metric}",
+        doc.figure(plots.forest(analysis.comparisons, analysis.smallest_effect, metric), forest,
                    "Effects with intervals at each row's tested level; shaded: +/- the smallest effect that matters")
     elif not design.factors:
         doc.text("No factor varies in this study: nothing to compare.")

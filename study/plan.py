@@ -53,7 +53,8 @@ def plan_run(options: RunOptions) -> Plan:
     extensions = tuple(saved.get("extensions") or ())
     study = validated(options)
     check_same_grid(study, options.folder)
-    grown = validated(replace(options, seeds=wanted)) if wanted is not None else study
+    # the study at the seed count --seeds asks for (validated only where that is another count)
+    grown = study if wanted in (None, study.seeds) else validated(replace(options, seeds=wanted))
     if grown.seeds != study.seeds:
         trials = extension_trials(study, grown, options.name, options.folder, extensions, options.fuse,
                                   options.max_seeds)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from common.errors import UserError
 from common.files import DEFAULT_DATA_ROOT
 from common.storage import join, plain, read_json, write_json
+from study.extend import extension_runs
 from study.options import RunOptions, options_where, study_command
 from study.rounds import saved_status
 
@@ -35,8 +36,6 @@ def run_record(plan: Plan, status: dict | None = None, parts: list | None = None
     for seeds on demand, the planned looks, their spending and the rounds so far (from the
     searcher's saved `status`): the analysis tests the results at the share of alpha their look
     spends (analysis.testing.look_alpha)."""
-    from study.extend import extension_runs
-
     record = {key: plain(getattr(plan.options, key)) for key in options_where("recorded")}
     record["extensions"] = extension_runs(plan.extensions, parts) if parts else [dict(e) for e in plan.extensions]
     record["resume_command"] = resume_command(plan.options)

@@ -15,7 +15,7 @@ rounds and no seed trains twice. With `--fuse K` a round's seed runs are fused a
 as members of one trial, up to K.
 
 Repeated looks at the data inflate false decisions. The procedure spends alpha over the L
-planned looks (L = 1 + ceil((M - N) / step)) with an O'Brien-Fleming-like spending function
+planned looks (L = 1 + ceil((M - N) / N)) with an O'Brien-Fleming-like spending function
 (analysis.testing.look_alpha; "equal", alpha / L at each look, as an ablation): look k tests the
 study's family (every test the study could make, analysis.compare) at its share alpha_k, strict
 early and most of alpha at the last look; the shares add up to alpha. By the union bound the
@@ -48,16 +48,17 @@ class SeedsOnDemand(Searcher):
     as the members of one trial. Its state is what Tune saves with the experiment;
     `study.rounds.saved_status(folder)` reads it back."""
 
-    def __init__(self, spec: dict, points: list[dict], fixed: dict, first: int, most: int, step: int,
+    def __init__(self, spec: dict, points: list[dict], fixed: dict, first: int, most: int,
                  smallest_effect: float, alpha: float, name: str, spending: str = "obrien-fleming",
                  fuse: int | None = None, fusible: list[str] = ()):
         super().__init__()
         self.spec, self.points, self.fixed = spec, points, dict(fixed)
-        self.first, self.most, self.step = first, most, step
+        # every look is N more seeds: step is kept in the state (status_of reads it), always `first`
+        self.first, self.most, self.step = first, most, first
         self.smallest_effect, self.alpha = smallest_effect, alpha
         self.name = name
-        self.looks = planned_looks(first, most, step)
-        self.spending, self.fractions = spending, information_fractions(first, most, step)
+        self.looks = planned_looks(first, most, self.step)
+        self.spending, self.fractions = spending, information_fractions(first, most, self.step)
         self.fuse, self.fusible = fuse, list(fusible)
         self.seeds = [0] * len(points)  # seeds scheduled so far, per configuration
         # trials still to suggest, each its (configuration, seed) runs: one, or with --fuse its members

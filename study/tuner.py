@@ -63,7 +63,7 @@ def seeds_on_demand(study: Study, options: RunOptions):
 
     points = [{k: v for k, v in p.items() if k != "seed"} for p in grid_points({}, study.axes, 1)]
     return SeedsOnDemand(study.spec(), points, dict(study.fixed), first=study.seeds,
-                         most=max(options.max_seeds, study.seeds), step=study.seeds,
+                         most=max(options.max_seeds, study.seeds),
                          smallest_effect=options.smallest_effect, alpha=0.05, name=options.name, fuse=options.fuse,
                          fusible=fusible_axes(study) if options.fuse else [])
 

@@ -116,7 +116,7 @@ def test_seeds_on_demand_fuses_the_runs_of_a_round():
     axes = {"activation": ["relu", "gelu"], "lr": [0.01, 0.003]}
     spec = make_study("sim", "simulated", fixed=fixed, axes=axes, seeds=2, smoke_axes={}).spec()
     points = [{"activation": a, "lr": lr} for a in axes["activation"] for lr in axes["lr"]]
-    searcher = SeedsOnDemand(spec, points, fixed, first=2, most=6, step=2, smallest_effect=0.01, alpha=0.05,
+    searcher = SeedsOnDemand(spec, points, fixed, first=2, most=6, smallest_effect=0.01, alpha=0.05,
                              name="sim", fuse=8, fusible=["lr"])
     trained, count = {}, 0
     while True:

@@ -28,7 +28,7 @@ def simulate(rng, first=3, most=12, planted=PLANTED, noise=0.006, spending="obri
     study = _study("sim", "simulated", fixed={"trainable": "mnist1d_cnn", "epochs": 1},
                    axes={"activation": list(planted)}, seeds=first, smoke_axes={})
     points = [{"activation": a} for a in planted]
-    searcher = SeedsOnDemand(study.spec(), points, dict(study.fixed), first=first, most=most, step=first,
+    searcher = SeedsOnDemand(study.spec(), points, dict(study.fixed), first=first, most=most,
                              smallest_effect=SMALLEST_EFFECT, alpha=0.05, name="sim", spending=spending)
     seed_part = rng.normal(0, 0.01, most)  # what a seed does to every configuration
     trained, count = {}, 0
