@@ -139,8 +139,20 @@ def gradient_norms(epochs: pd.DataFrame, factor: str, facet: str | None = None):
     grid = sns.relplot(data=long, x="epoch", y="gradient norm", hue=factor, style="layer", col=facet, kind="line",
                        estimator="median", errorbar=None, height=4, aspect=1.2)
     grid.set(yscale="log")
-    grid.set_axis_labels("epoch", "mean gradient norm per step (log)")
+    grid.set_axis_labels("epoch", "gradient norm on the fixed batch (log)")
     grid.figure.suptitle("Gradient norm of the first and last layer (median across runs)", y=1.03)
+    return grid.figure
+
+
+def unit_fractions(epochs: pd.DataFrame, factor: str, facet: str | None = None):
+    """Dead and saturated shares of the hidden units per epoch (config `diagnostics`), one panel each."""
+    long = epochs.melt(id_vars=[c for c in (factor, facet, "epoch") if c],
+                       value_vars=["dead_fraction", "saturated_fraction"], var_name="units", value_name="share")
+    long["units"] = long["units"].map({"dead_fraction": "dead units", "saturated_fraction": "saturated units"})
+    grid = sns.relplot(data=long, x="epoch", y="share", hue=factor, col="units", row=facet, kind="line",
+                       estimator="median", errorbar=None, height=3.5, aspect=1.2, facet_kws={"sharey": False})
+    grid.set_axis_labels("epoch", "share of hidden units")
+    grid.figure.suptitle("Dead and saturated hidden units on the fixed batch (median across runs)", y=1.03)
     return grid.figure
 
 

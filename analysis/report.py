@@ -230,15 +230,23 @@ def _findings_section(doc: Document, analysis: Analysis, heading: str = "Finding
         doc.text("No factor varies in this study: nothing to compare.")
 
 
+def recorded(epochs: pd.DataFrame, column: str) -> bool:
+    return column in epochs.columns and epochs[column].notna().any()
+
+
 def _figures_section(doc: Document, results: Results, analysis: Analysis) -> None:
     epochs, design = results.epochs, analysis.design
     doc.heading("Figures")
     _figures(doc, results, analysis)
-    if {"grad_norm_first", "grad_norm_last"} <= set(epochs.columns) and epochs["grad_norm_first"].notna().any():
-        facet = next((f for f in ("depth", "hidden") if f in design.names), None)
-        factor = "activation" if "activation" in design.names else (design.names[0] if design.names else "trainable")
+    facet = next((f for f in ("depth", "hidden") if f in design.names), None)
+    factor = "activation" if "activation" in design.names else (design.names[0] if design.names else "trainable")
+    if recorded(epochs, "grad_norm_first"):
         doc.figure(plots.gradient_norms(epochs[epochs["grad_norm_first"].notna()], factor, facet), "gradient_norms",
-                   "First vs last layer gradient norm per epoch (vanishing gradients)")
+                   "First vs last layer gradient norm per epoch on a fixed batch (vanishing gradients)")
+    if recorded(epochs, "dead_fraction"):
+        doc.figure(plots.unit_fractions(epochs[epochs["dead_fraction"].notna()], factor, facet), "unit_fractions",
+                   "Dead hidden units (no input of the fixed batch activates them) and saturated ones (within 1% of "
+                   "a bounded activation's range of a bound) per epoch")
     if design.search == "optuna" and len(analysis.runs):
         _search_figures(doc, analysis, results.spec.get("mode", "max"))
 

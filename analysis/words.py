@@ -141,8 +141,8 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
             text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
         return text + depends
     if verdict in ("better", "worse") and is_relative(metric):  # a time: "worse: 20% slower [+12%, +29%]"
-        text = f"{pair}: {verdict}: {amount(abs(row['effect']), metric)} {'slower' if row['effect'] > 0 else 'faster'} " \
-               f"{interval}"
+        more, less = OUTCOMES[metric].more_less
+        text = f"{pair}: {verdict}: {amount(abs(row['effect']), metric)} {more if row['effect'] > 0 else less} {interval}"
         if abs(row["effect"]) < smallest_effect:
             text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
     elif verdict in ("better", "worse"):

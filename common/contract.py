@@ -14,14 +14,17 @@ TRIALS_FILE = "trials.parquet"
 
 # --- epochs.parquet: one row per run x epoch --------------------------------------------
 EPOCH_METRICS = ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "epoch_time_s", "diverged"]
-OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "node_id"]
+# config `grad_norms` or `diagnostics`; `diagnostics` (trainables.diagnostics); the node that ran the epoch
+OPTIONAL_EPOCH_METRICS = ["grad_norm_first", "grad_norm_last", "dead_fraction", "saturated_fraction", "node_id"]
 
 # --- trials.parquet: one row per run --------------------------------------------------------
 # "unfinished" only appears while a study runs or after it was interrupted (until --resume).
 STATUSES = ("completed", "diverged", "error", "unfinished")
 # What the export derives from a run's epochs (besides `status` and `error`).
+# grad_ratio (grad_norm_first / grad_norm_last at the last epoch: vanishing gradients) only where
+# the run recorded gradient norms (config `grad_norms` or `diagnostics`).
 OUTCOME_COLUMNS = ["epochs_completed", "final_val_acc", "final_val_loss", "final_train_acc", "final_train_loss",
-                   "best_val_acc", "best_epoch"]
+                   "best_val_acc", "best_epoch", "grad_ratio"]
 # The final epoch's test, cost and provenance columns (trainables.loop.cost_metrics and the test pass).
 FINAL_METRICS = ["test_acc", "test_loss", "chance_acc", "train_time_s", "train_us_per_sample", "infer_us_per_sample",
                  "n_params", "device", "hostname", "node_id"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import subprocess
 from importlib import metadata
 from pathlib import Path
@@ -73,6 +74,11 @@ def epoch_rows(base: dict, history: list[dict]) -> list[dict]:
     return rows
 
 
+def grad_ratio(first: float, last: float | None) -> float:
+    """The first layer's gradient norm over the last's (NaN where either is missing or the last is 0)."""
+    return first / last if last and first == first and last == last else math.nan
+
+
 def trial_row(base: dict, epochs: list[dict], last: dict, error: str | None, finished: bool = True) -> dict:
     row = dict(base)
     diverged = bool(epochs and epochs[-1]["diverged"])
@@ -86,6 +92,8 @@ def trial_row(base: dict, epochs: list[dict], last: dict, error: str | None, fin
         row.update(final_val_acc=epochs[-1]["val_acc"], final_val_loss=epochs[-1]["val_loss"],
                    final_train_acc=epochs[-1]["train_acc"], final_train_loss=epochs[-1]["train_loss"],
                    best_val_acc=best["val_acc"], best_epoch=int(best["epoch"]))
+        if epochs[-1].get("grad_norm_first") is not None:
+            row["grad_ratio"] = grad_ratio(epochs[-1]["grad_norm_first"], epochs[-1]["grad_norm_last"])
     else:
         row.update(final_val_acc=None, final_val_loss=None, final_train_acc=None, final_train_loss=None,
                    best_val_acc=None, best_epoch=None)

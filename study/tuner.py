@@ -22,7 +22,8 @@ from trainables.registry import TRAINABLES, resolve_config
 
 
 def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: str,
-              checkpoint_every_s: float | None = None, plugin_sources: list | None = None) -> None:
+              checkpoint_every_s: float | None = None, plugin_sources: list | None = None,
+              histograms: bool = False) -> None:
     """What each Ray trial runs: import the study's plugins, expand its level labels, then train."""
     from trainables.plugins import import_sources
     from trainables.tune_adapter import CHECKPOINT_EVERY_S, train
@@ -33,7 +34,8 @@ def run_trial(config: dict, study: Study, splits_by_dataset: dict, data_root: st
     trial_config = study.expand({**config, "members": members} if members is not None else config)
     dataset = TRAINABLES[trial_config["trainable"]].dataset
     train(trial_config, data_root=data_root, splits=splits_by_dataset[dataset],
-          checkpoint_every_s=CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s)
+          checkpoint_every_s=CHECKPOINT_EVERY_S if checkpoint_every_s is None else checkpoint_every_s,
+          histograms=histograms)
 
 
 def trial_dirname(trial) -> str:
@@ -143,7 +145,8 @@ def build_tuner(plan: Plan, splits_by_dataset: dict, exporter, gpus_per_trial: f
     study, options = plan.study, plan.options
     trainable = tune.with_resources(
         tune.with_parameters(run_trial, study=study, splits_by_dataset=splits_by_dataset, data_root=options.data_root,
-                             checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources),
+                             checkpoint_every_s=options.checkpoint_every_s, plugin_sources=plugin_sources,
+                             histograms="tensorboard" in options.log),  # the first and last layer's, each epoch
         {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial},
     )
     if plan.mode == "resume":
@@ -155,6 +158,9 @@ def build_tuner(plan: Plan, splits_by_dataset: dict, exporter, gpus_per_trial: f
         # Every checkpoint stays while its trial runs (see prune_checkpoints for why),
         # so --resume always finds the one Tune's saved state names.
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        # --log tensorboard: each trial's histograms (trainables.tune_adapter.Histograms) reach the
+        # study folder with its checkpoints, from whatever node ran it
+        sync_config=tune.SyncConfig(sync_artifacts="tensorboard" in options.log),
         # result.json is what ExperimentAnalysis (and so our export) reads; the CSV and
         # TensorBoard loggers Tune adds by default would only cost time per result.
         callbacks=[exporter, JsonLoggerCallback(), *loggers,

@@ -58,6 +58,11 @@ def members_for(optimizer: str) -> list[dict]:
 # runs (about 1e-4 relative here), and a fused member equals its replicate bitwise; training
 # metrics stay within 1e-4.
 ROUNDING_AMPLIFIED = 5e-3
+# The diagnostics' gradient norms are taken in eval mode too (trainables.diagnostics), and a
+# gradient is more sensitive to that noise than a loss: up to 2% apart here (the thread count,
+# two workers or one, changes the float order), where the members' own values differ by 2x and more.
+GRADIENT_ROUNDING_AMPLIFIED = 5e-2
+ONE_UNIT = 1 / 48 + 1e-9  # the dead or saturated share of one of the 32 + 16 hidden units: it may flip with that noise
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -65,7 +70,7 @@ ROUNDING_AMPLIFIED = 5e-3
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 def test_each_member_matches_its_unfused_run(optimizer, batchnorm, engine, data_root):
     config = {"trainable": "mnist_mlp", "hidden": [32, 16], "batchnorm": batchnorm, "optimizer": optimizer,
-              "epochs": 2, "max_eval_samples": 64, "grad_norms": True}
+              "epochs": 2, "max_eval_samples": 64, "diagnostics": True}
     members = members_for(optimizer)
     fused, _ = run({**config, "members": members, "member_engine": engine}, data_root)
     by_member = per_member(fused)
@@ -76,9 +81,12 @@ def test_each_member_matches_its_unfused_run(optimizer, batchnorm, engine, data_
         assert [r["epoch"] for r in rows] == [1, 2]
         assert rows[0]["seed"] == member["seed"]
         for mine, theirs in zip(rows, alone):
-            for key in COMPARED + ["grad_norm_first", "grad_norm_last"]:
-                rel = ROUNDING_AMPLIFIED if batchnorm and optimizer != "sgd" and key.startswith("val") else 1e-4
-                assert mine[key] == pytest.approx(theirs[key], rel=rel, abs=1e-5), (optimizer, index, key)
+            for key in COMPARED + ["grad_norm_first", "grad_norm_last", "dead_fraction", "saturated_fraction"]:
+                amplified = batchnorm and optimizer != "sgd"
+                rel = ROUNDING_AMPLIFIED if amplified and key.startswith("val") else 1e-4
+                rel = GRADIENT_ROUNDING_AMPLIFIED if amplified and key.startswith("grad") else rel
+                near = ONE_UNIT if amplified and key.endswith("_fraction") else 1e-5
+                assert mine[key] == pytest.approx(theirs[key], rel=rel, abs=near), (optimizer, index, key)
     assert len({rows[-1]["val_loss"] for rows in by_member.values()}) == 4  # different runs, not copies
 
 

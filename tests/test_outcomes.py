@@ -188,3 +188,16 @@ def test_a_study_names_the_outcomes_its_report_compares(tmp_path, capsys):
     assert call_main(report_main, [str(folder), "--out", str(tmp_path / "report")]) == 0
     assert list(dict.fromkeys(pd.read_csv(tmp_path / "report" / "findings.csv")["metric"])) == \
         ["test_acc", "generalization_gap"]
+
+
+def test_a_gradient_ratio_ten_times_smaller_reads_worse_as_a_share_lower(tmp_path):
+    """grad_ratio (the export's first / last layer gradient norm) is compared on the log scale."""
+    study = make_study("depth", {"trainable": "mnist_mlp"}, {"activation": ["relu", "sigmoid"]}, seeds=4)
+    folder = write_synthetic(tmp_path, study, lambda p: 0.9, sd=0.004)
+    rng = np.random.default_rng(5)
+    rewrite(folder, "trials.parquet", lambda f: f.assign(grad_ratio=np.where(
+        f["activation"] == "sigmoid", 0.05, 0.5) * np.exp(rng.normal(0, 0.2, len(f)))))
+    row = findings(folder, metric="grad_ratio").iloc[0]
+    assert row["verdict"] == "worse" and row["ci_low"] < -0.9 < row["ci_high"]  # ratio - 1: 90% lower
+    rows = analyse(load_results(folder), "grad_ratio", detail=False).comparisons
+    assert re.fullmatch(r"sigmoid vs relu: worse: \d\d% lower \[-\d\d%, -\d\d%\]", rows["finding"].iloc[0])

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray
 
+from analysis.report import main as report_main
 from study import export
 from study.presets import STUDIES
 from study.run import main
@@ -100,11 +101,20 @@ def test_bundles_expand_into_real_config_columns(smoke_run):
     assert set(trials["trainable"]) == {"fashion_mnist_mlp", "mnist_mlp"}
 
 
-def test_mnist_depth_records_gradient_norms(smoke_run):
-    epochs, trials = read(smoke_run("mnist_depth")[1])
-    assert {"grad_norm_first", "grad_norm_last"} <= set(epochs.columns)
-    assert epochs[["grad_norm_first", "grad_norm_last"]].notna().all().all()
+def test_mnist_depth_records_diagnostics_and_its_report_shows_them(smoke_run, tmp_path):
+    folder = smoke_run("mnist_depth")[1]
+    epochs, trials = read(folder)
+    diagnosed = ["grad_norm_first", "grad_norm_last", "dead_fraction", "saturated_fraction"]
+    assert set(diagnosed) <= set(epochs.columns)
+    assert epochs[diagnosed].notna().all().all()
     assert set(zip(trials["depth"], trials["width"])) == {(5, 64), (10, 48)}
+    last = epochs.sort_values("epoch").groupby("trial_id").last()
+    assert trials.set_index("trial_id")["grad_ratio"].to_dict() == pytest.approx(
+        (last["grad_norm_first"] / last["grad_norm_last"]).to_dict())
+    assert report_main([str(folder), "--out", str(tmp_path)]) == 0  # its outcomes: test_acc and grad_ratio
+    report = (tmp_path / "report.md").read_text()
+    assert "## Findings: gradient ratio (first / last layer)" in report
+    assert (tmp_path / "unit_fractions.png").exists() and (tmp_path / "gradient_norms.png").exists()
 
 
 def test_optuna_search_with_asha(tmp_path, data_root, local_ray, capsys):

@@ -21,6 +21,8 @@ class ActivationSpec:
     # Rectifier-like units keep about half the variance: He init suits them,
     # saturating ones (sigmoid, tanh) and SELU are Xavier territory (`init=auto`).
     relu_like: bool
+    # The range of a bounded activation: its units saturate near a bound (config `diagnostics`).
+    bounds: tuple[float, float] | None = None
 
 
 ACTIVATIONS: dict[str, ActivationSpec] = {
@@ -34,8 +36,8 @@ ACTIVATIONS: dict[str, ActivationSpec] = {
     "gelu_tanh": ActivationSpec(lambda: nn.GELU(approximate="tanh"), relu_like=True),
     "silu": ActivationSpec(nn.SiLU, relu_like=True),
     "mish": ActivationSpec(nn.Mish, relu_like=True),
-    "sigmoid": ActivationSpec(nn.Sigmoid, relu_like=False),
-    "tanh": ActivationSpec(nn.Tanh, relu_like=False),
+    "sigmoid": ActivationSpec(nn.Sigmoid, relu_like=False, bounds=(0.0, 1.0)),
+    "tanh": ActivationSpec(nn.Tanh, relu_like=False, bounds=(-1.0, 1.0)),
     "softplus": ActivationSpec(nn.Softplus, relu_like=True),
 }
 
@@ -55,5 +57,10 @@ def make_activation(name: str) -> nn.Module:
     """A fresh activation module for `name` (any of ACTIVATIONS, or an alias such as `swish`).
 
     A plugin's model builder calls it with `config["activation"]`, so the study's activation
-    axis reaches the user's own model; an unknown name is a ConfigError listing the valid ones."""
-    return ACTIVATIONS[canonical_activation(name)].factory()
+    axis reaches the user's own model; an unknown name is a ConfigError listing the valid ones.
+    The module carries its name (`hpstudy_activation`): the unit diagnostics (config `diagnostics`,
+    trainables.diagnostics) find a model's hidden activations by it."""
+    canonical = canonical_activation(name)
+    module = ACTIVATIONS[canonical].factory()
+    module.hpstudy_activation = canonical
+    return module

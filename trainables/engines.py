@@ -23,6 +23,8 @@ get groups of their own (trainables.optim.member_groups).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 import torch
@@ -40,7 +42,6 @@ class Engine(Protocol):
     kind: ClassVar[str]  # "single", "looped" or "stacked": a checkpoint's optimizer state has its layout
     seeds: list[int]  # one per member
     n_params: int  # parameters of one member
-    watched: list  # the first and last weight layers whose gradient norms are recorded (config `grad_norms`)
 
     def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
         """The tensors holding members first..end-1, for their optimizer group."""
@@ -58,13 +59,24 @@ class Engine(Protocol):
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, ...), the same inputs for every member -> (K * batch, classes)."""
 
-    def grad_norms(self) -> torch.Tensor:
-        """(K, 2): gradient norms of the first and last weight layer."""
+    def member(self, r: int) -> Member:
+        """Member r on its own (diagnostics, histograms)."""
 
     def state(self) -> dict:
         """The model part of a checkpoint (tensors by name)."""
 
     def load_state(self, state: dict) -> None: ...
+
+
+@dataclass
+class Member:
+    """One member of an engine, run on its own: what its diagnostics (trainables.diagnostics) and
+    histograms look at."""
+
+    module: nn.Module  # the module whose submodules run in `forward` (forward hooks see its activations)
+    forward: Callable[[torch.Tensor], torch.Tensor]  # (batch, ...) -> (batch, classes)
+    params: dict[str, torch.Tensor]  # its parameters as `forward` uses them: gradients reach them
+    grads: dict[str, torch.Tensor | None]  # the last training step's gradient of each (None before any)
 
 
 def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device) -> nn.Module:
@@ -78,14 +90,10 @@ def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device
     return model
 
 
-def weight_layer_names(model: nn.Module) -> list[str]:
-    """The linear and conv layers, first to last (gradient norms watch the first and the last)."""
-    return [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-
-
-def watched_weights(model: nn.Module, grad_norms: bool) -> list[str]:
-    layers = weight_layer_names(model)
-    return [f"{layers[0]}.weight", f"{layers[-1]}.weight"] if grad_norms else []
+def first_and_last_weights(model: nn.Module) -> tuple[str, str]:
+    """The weights of the first and the last linear or conv layer (gradient norms, histograms)."""
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    return f"{layers[0]}.weight", f"{layers[-1]}.weight"
 
 
 def has_image_convolutions(model: nn.Module) -> bool:
@@ -165,15 +173,19 @@ def make_engine(members: list[dict], splits: datasets.Splits, dev: torch.device,
     first = members[0]
     if len(members) == 1:
         return SingleModel(build_model(first, splits, first["seed"], dev), first["seed"], compile=first["compile"],
-                           channels_last=first["channels_last"] and splits.train_x.dim() == 4,
-                           grad_norms=first["grad_norms"])
+                           channels_last=first["channels_last"] and splits.train_x.dim() == 4)
     models = build_members(members, splits, dev)
     seeds = [m["seed"] for m in members]
     if (kind or choose_engine(members, models, dev)) == "looped":
-        return LoopedModels(models, seeds, grad_norms=first["grad_norms"])
+        return LoopedModels(models, seeds)
     # A stacked trial on a CPU runs 2-D convolutions one member at a time (see StackedModel).
     chunk_size = 1 if dev.type == "cpu" and has_image_convolutions(models[0]) else None
-    return StackedModel(models, seeds, chunk_size=chunk_size, grad_norms=first["grad_norms"])
+    return StackedModel(models, seeds, chunk_size=chunk_size)
+
+
+def plain_member(model: nn.Module) -> Member:
+    params = dict(model.named_parameters())
+    return Member(model, model, params, {name: p.grad for name, p in params.items()})
 
 
 class SingleModel:
@@ -181,8 +193,7 @@ class SingleModel:
 
     kind = "single"
 
-    def __init__(self, model: nn.Module, seed: int, *, compile: bool = False, channels_last: bool = False,
-                 grad_norms: bool = False):
+    def __init__(self, model: nn.Module, seed: int, *, compile: bool = False, channels_last: bool = False):
         self.seeds = [seed]
         self.model = model
         self.n_params = count_params(model)
@@ -193,7 +204,6 @@ class SingleModel:
         # compiled trial's state loads into an uncompiled one and back.
         self.net = torch.compile(model) if compile else model
         self.parameters = list(model.parameters())  # listed once: model.parameters() walks the modules each call
-        self.watched = [model.get_parameter(name) for name in watched_weights(model, grad_norms)]
 
     def member_parameters(self, first: int = 0, end: int = 1) -> list[torch.Tensor]:
         return list(self.parameters)
@@ -216,8 +226,8 @@ class SingleModel:
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def grad_norms(self) -> torch.Tensor:
-        return torch.stack([w.grad.norm() for w in self.watched]).unsqueeze(0)
+    def member(self, r: int = 0) -> Member:
+        return plain_member(self.model)  # not the compiled net: hooks on the model's modules see every call
 
     def state(self) -> dict:
         return {"model": self.model.state_dict()}
@@ -236,12 +246,10 @@ class LoopedModels:
 
     kind = "looped"
 
-    def __init__(self, models: list[nn.Module], seeds: list[int], *, grad_norms: bool = False):
+    def __init__(self, models: list[nn.Module], seeds: list[int]):
         self.models = models
         self.seeds = list(seeds)
         self.n_params = count_params(models[0])
-        self.watched = watched_weights(models[0], grad_norms)
-        self._watched = [[m.get_parameter(name) for name in self.watched] for m in models]
         self.parameters = [list(m.parameters()) for m in models]  # per member, listed once (as SingleModel's)
 
     def member_parameters(self, first: int, end: int) -> list[torch.Tensor]:
@@ -266,8 +274,8 @@ class LoopedModels:
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([model(x) for model in self.models])
 
-    def grad_norms(self) -> torch.Tensor:
-        return torch.stack([torch.stack([w.grad.norm() for w in weights]) for weights in self._watched])
+    def member(self, r: int) -> Member:
+        return plain_member(self.models[r])
 
     def state(self) -> dict:
         params = [dict(m.named_parameters()) for m in self.models]
@@ -304,11 +312,9 @@ class StackedModel:
 
     kind = "stacked"
 
-    def __init__(self, models: list[nn.Module], seeds: list[int] | None = None, *, chunk_size: int | None = None,
-                 grad_norms: bool = False):
+    def __init__(self, models: list[nn.Module], seeds: list[int] | None = None, *, chunk_size: int | None = None):
         self.seeds = list(seeds) if seeds is not None else list(range(len(models)))
         self.n_params = count_params(models[0])
-        self.watched = watched_weights(models[0], grad_norms)
         self.params, self.buffers = stack_module_state(models)
         # Linear weights kept in transposed (column-major) storage: under vmap the weight
         # gradient comes out as input^T @ grad, which a row-major parameter must copy into
@@ -362,8 +368,12 @@ class StackedModel:
     def eval_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self._shared_input(self.params, self.buffers, x).flatten(0, 1)
 
-    def grad_norms(self) -> torch.Tensor:
-        return torch.stack([self.params[name].grad.flatten(1).norm(dim=1) for name in self.watched], 1)
+    def member(self, r: int) -> Member:
+        """Member r's slices of the stacks through the one architecture, outside vmap."""
+        params = {name: p[r] for name, p in self.params.items()}  # views: gradients flow to the stacks
+        buffers = {name: b[r] for name, b in self.buffers.items()}
+        return Member(self.base, lambda x: functional_call(self.base, (params, buffers), (x,)), params,
+                      {name: None if p.grad is None else p.grad[r] for name, p in self.params.items()})
 
     def state(self) -> dict:
         return {"params": {name: p.detach() for name, p in self.params.items()}, "buffers": dict(self.buffers)}

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from common.contract import MEMBER_METRICS
 from trainables import augment
 from trainables import data as datasets
+from trainables.diagnostics import DIAGNOSTIC_BATCH, member_diagnostics
 from trainables.engines import Engine, make_engine
 from trainables.keys import AGGREGATES
 from trainables.optim import make_optimizer, member_groups
@@ -166,11 +167,10 @@ def by_member(ordered: torch.Tensor, k: int, batch_size: int, n_used: int) -> to
 
 
 def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, data_rngs: list[torch.Generator],
-                augment_size: int | None, autocast) -> tuple[list, list, list]:
+                augment_size: int | None, autocast) -> tuple[list, list]:
     """One pass over the training data for every member, each in the order its own generator draws.
 
-    Returns each member's mean training loss, accuracy and (config `grad_norms`) mean
-    gradient norms of its first and last weight layer. A step does little beyond a bare
+    Returns each member's mean training loss and accuracy. A step does little beyond a bare
     PyTorch loop's (benchmarks/README.md, loop overhead): the epoch's sample order and targets are
     laid out in step order once, and the running loss and accuracy are summed once at the end
     from each step's detached loss and predictions, not with a handful of small ops per step."""
@@ -185,7 +185,6 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
     targets = splits.train_y[order]
     engine.train()
     step_losses, step_predictions, step_sizes = [], [], []
-    grad_sums = torch.zeros(k, len(engine.watched), device=dev)
     for i in range(0, n_used, batch_size):
         j = min(i + batch_size, n_used)
         step = slice(k * i, k * j)  # every member's batch of this step: member 0's, then member 1's, ...
@@ -204,8 +203,6 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
             losses = per_member.detach()
         engine.zero_grad()
         loss.backward()
-        if engine.watched:
-            grad_sums += engine.grad_norms()
         optimizer.step()
         step_losses.append(losses)
         step_predictions.append(logits.argmax(-1))
@@ -213,8 +210,7 @@ def train_epoch(engine, optimizer, splits: datasets.Splits, batch_size: int, dat
     sizes = torch.tensor(step_sizes, dtype=torch.float64, device=dev)
     loss_sum = (torch.stack(step_losses).view(len(step_sizes), k).double() * sizes[:, None]).sum(0)
     correct = by_member(torch.cat(step_predictions) == targets, k, batch_size, n_used).sum(1)
-    return ((loss_sum / n_used).tolist(), (correct.double() / n_used).tolist(),
-            (grad_sums / max(len(step_sizes), 1)).tolist())
+    return (loss_sum / n_used).tolist(), (correct.double() / n_used).tolist()
 
 
 @dataclass
@@ -293,9 +289,11 @@ class Trial:
         return self.state.as_checkpoint()
 
 
-def member_rows(trial: Trial, epoch: int, train: tuple, val: tuple, epoch_s: float) -> dict[int, dict]:
-    """This epoch's row of each member still training (member index -> row)."""
-    (train_losses, train_accs, grad_means), (val_losses, val_accs) = train, val
+def member_rows(trial: Trial, epoch: int, train: tuple, val: tuple, epoch_s: float,
+                diagnosed: list[dict] | None = None) -> dict[int, dict]:
+    """This epoch's row of each member still training (member index -> row); `diagnosed`: each
+    member's diagnostics (trainables.diagnostics), where config `grad_norms` or `diagnostics` asks."""
+    (train_losses, train_accs), (val_losses, val_accs) = train, val
     rows = {}
     for r in range(trial.k):
         if not trial.state.training[r]:
@@ -304,8 +302,8 @@ def member_rows(trial: Trial, epoch: int, train: tuple, val: tuple, epoch_s: flo
                    "train_loss": train_losses[r], "train_acc": train_accs[r], "val_loss": val_losses[r],
                    "val_acc": val_accs[r], "epoch_time_s": epoch_s / trial.k,
                    "diverged": not np.isfinite(train_losses[r])}
-        if trial.engine.watched:
-            rows[r].update(grad_norm_first=grad_means[r][0], grad_norm_last=grad_means[r][1])
+        if diagnosed is not None:
+            rows[r].update(diagnosed[r])
     return rows
 
 
@@ -319,12 +317,15 @@ def fit(
     start: dict | None = None,
     splits: datasets.Splits | None = None,
     tags: dict | None = None,
+    on_epoch: Callable[[Engine, int], None] | None = None,
 ) -> dict:
     """Train one configuration (or K members together); call `report(metrics, state)` after every epoch.
 
     Returns the last metrics reported. `splits` lets a caller hand over data it
     already holds (Ray's object store); otherwise it is loaded (and cached per process).
     `tags` are added to every epoch's metrics (Ray's adapter adds the node id).
+    `on_epoch(engine, epoch)` is called after each epoch's training and evaluation (Ray's adapter
+    writes TensorBoard histograms of the first and last layer with it).
     The state carries every epoch's metrics so far ("history"): whoever holds the
     last checkpoint holds the trial's whole record, even where a lost node took
     reports with it.
@@ -337,6 +338,7 @@ def fit(
     autocast = autocast_for(cfg, dev)
     augment_size = augmented_image_size(cfg, splits)
     n_used = samples_used(len(splits.train_y), cfg["batch_size"])
+    diagnosed_on = (splits.prepare(splits.val_x[:DIAGNOSTIC_BATCH]), splits.val_y[:DIAGNOSTIC_BATCH])
     metrics: dict = {}
 
     for epoch in range(state.epoch + 1, cfg["epochs"] + 1):
@@ -345,8 +347,13 @@ def fit(
                               augment_size, autocast)
         state.train_time_s += time.perf_counter() - t0
         validated = evaluate(trial.engine, splits, splits.val_x, splits.val_y, autocast)
-        epoch_s = time.perf_counter() - t0
-        rows = member_rows(trial, epoch, trained, validated, epoch_s)
+        epoch_s = time.perf_counter() - t0  # the diagnostics below are not the run's time
+        diagnosed = None
+        if cfg["grad_norms"] or cfg["diagnostics"]:
+            diagnosed = member_diagnostics(trial.engine, *diagnosed_on, units=cfg["diagnostics"])
+        if on_epoch is not None:
+            on_epoch(trial.engine, epoch)
+        rows = member_rows(trial, epoch, trained, validated, epoch_s, diagnosed)
         ending = [r for r, row in rows.items() if row["diverged"] or epoch == cfg["epochs"]]
         infer_share = 0.0
         if ending:

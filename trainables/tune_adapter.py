@@ -20,6 +20,7 @@ import ray
 import torch
 from ray import tune
 
+from trainables.engines import first_and_last_weights
 from trainables.loop import fit
 from trainables.registry import resolve_config
 
@@ -60,6 +61,30 @@ class CheckpointEvery:
             self.metrics_only(metrics)
 
 
+class Histograms:
+    """`fit`'s on_epoch for --log tensorboard: each epoch, histograms of the first and last weight
+    layer's weights and gradients (the epoch's last training step's) of every member, written with
+    tensorboardX into the trial's folder beside Tune's TensorBoard scalars (tags `first_layer/weight`,
+    ..., prefixed `member<r>/` in a trial of several members: the run `<trial id>-m<r>`)."""
+
+    def __init__(self, folder: str):
+        from tensorboardX import SummaryWriter  # Ray Tune's own TensorBoard logger needs it too
+
+        self.writer = SummaryWriter(folder, filename_suffix=".histograms")
+
+    def __call__(self, engine, epoch: int) -> None:
+        for r in range(len(engine.seeds)):
+            member = engine.member(r)
+            prefix = f"member{r}/" if len(engine.seeds) > 1 else ""
+            for layer, name in zip(("first_layer", "last_layer"), first_and_last_weights(member.module)):
+                for kind, values in (("weight", member.params[name]), ("grad", member.grads[name])):
+                    finite = None if values is None else values.detach().float().flatten().cpu()
+                    finite = None if finite is None else finite[torch.isfinite(finite)]  # a diverged member's NaNs
+                    if finite is not None and len(finite):
+                        self.writer.add_histogram(f"{prefix}{layer}/{kind}", finite.numpy(), epoch)
+        self.writer.flush()
+
+
 def trial_device() -> str:
     """The GPU Ray gave this trial (Ray sets CUDA_VISIBLE_DEVICES to it), else the CPU: a trial
     given no GPU trains on the CPU even on a GPU node, off the GPUs other trials were given."""
@@ -72,13 +97,14 @@ def load_state(checkpoint: tune.Checkpoint) -> dict:
 
 
 def train(config: dict, data_root: str | None = None, download: bool = False, splits=None,
-          checkpoint_every_s: float = CHECKPOINT_EVERY_S, report=None) -> None:
+          checkpoint_every_s: float = CHECKPOINT_EVERY_S, report=None, histograms: bool = False) -> None:
     """Tune trainable: pass through `tune.with_parameters(train, data_root=..., splits=...)`.
 
     `data_root` must be absolute (each trial runs in its own folder); `splits`,
     when given through `tune.with_parameters`, is shared by all trials on a
     node via Ray's object store instead of each worker loading its own copy.
-    `report` replaces the reporting (tests use it to crash a trial on purpose).
+    `report` replaces the reporting (tests use it to crash a trial on purpose). `histograms`
+    (--log tensorboard) writes the first and last layer's histograms each epoch (Histograms).
     """
     # One "Checkpoint successfully created" line per epoch per trial drowns the
     # driver's output; failures still surface as warnings and trial errors.
@@ -92,5 +118,6 @@ def train(config: dict, data_root: str | None = None, download: bool = False, sp
     node = {"node_id": ray.get_runtime_context().get_node_id()}
     if report is None:
         report = CheckpointEvery(checkpoint_every_s, resolve_config(config)["epochs"])
+    on_epoch = Histograms(tune.get_context().get_trial_dir()) if histograms else None
     fit(config, report, data_root=data_root, download=download, start=start, splits=splits, tags=node,
-        device=trial_device())
+        device=trial_device(), on_epoch=on_epoch)

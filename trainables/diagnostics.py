@@ -1,0 +1,86 @@
+"""Gradient and unit diagnostics (configs `grad_norms` and `diagnostics`), per member, each epoch.
+
+Measured after each epoch's training on one fixed evaluation batch (the first DIAGNOSTIC_BATCH
+validation samples) in eval mode (BatchNorm's running statistics, no dropout: no random draw, so
+training goes on exactly as it would without them), each member on its own, so epochs and members
+are compared on the same inputs:
+- `grad_norm_first`, `grad_norm_last`: the norm of the cross-entropy's gradient on the batch with
+  respect to the first and the last weight layer (vanishing gradients: the first far below the last);
+- with `diagnostics`, also the hidden units: the outputs of the modules made by
+  trainables.make_activation (so a plugin's model has them too); a unit is a feature of a dense
+  layer, or a channel of a convolution at every position:
+  - `dead_fraction`: the share of hidden units whose activation is below DEAD_BELOW in magnitude on
+    every sample of the batch (a ReLU unit that no input switches on);
+  - `saturated_fraction`: the share of hidden units' values within SATURATED_WITHIN of the range of
+    a bounded activation (sigmoid, tanh: trainables.activations) of one of its bounds, each unit
+    weighted equally; a unit of an unbounded activation never saturates.
+
+One forward and backward pass of the batch per member and epoch: the cost, under 3% of an epoch
+on a CPU, is measured in benchmarks/diagnostics_cost.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainables.activations import ACTIVATIONS
+from trainables.engines import first_and_last_weights
+
+DIAGNOSTIC_BATCH = 128  # a fixed cost per epoch: 3% of MNIST-1D's 12 ms epochs at most (benchmarks/README.md)
+DEAD_BELOW = 1e-6
+SATURATED_WITHIN = 0.01  # of the activation's range, from either bound
+
+
+def hidden_activations(model: nn.Module) -> list[tuple[nn.Module, tuple[float, float] | None]]:
+    """The modules made by make_activation, each with its activation's bounds (None: unbounded)."""
+    return [(m, ACTIVATIONS[m.hpstudy_activation].bounds) for m in model.modules() if hasattr(m, "hpstudy_activation")]
+
+
+class UnitCounts:
+    """Hidden units seen by forward hooks in one forward pass: how many, dead, saturated."""
+
+    def __init__(self):
+        self.units, self.dead, self.saturated = 0, 0, 0.0
+
+    def hook(self, bounds: tuple[float, float] | None):
+        def observe(module, inputs, output):
+            values = output.detach().float().transpose(0, 1).flatten(1)  # (units, samples x positions)
+            self.units += values.shape[0]
+            self.dead += int((values.abs() < DEAD_BELOW).all(1).sum())
+            if bounds is not None:  # within the margin of either bound: at least half the range minus it from the middle
+                low, high = bounds
+                middle, reach = (low + high) / 2, (high - low) / 2 - SATURATED_WITHIN * (high - low)
+                self.saturated += float(((values - middle).abs() >= reach).float().mean(1).sum())
+
+        return observe
+
+    def fractions(self) -> dict[str, float]:
+        if not self.units:  # a model with no make_activation modules
+            return {"dead_fraction": math.nan, "saturated_fraction": math.nan}
+        return {"dead_fraction": self.dead / self.units, "saturated_fraction": self.saturated / self.units}
+
+
+def member_diagnostics(engine, x: torch.Tensor, y: torch.Tensor, units: bool) -> list[dict[str, float]]:
+    """Each member's gradient norms (and, `units`, its unit fractions) on the batch (x prepared, y)."""
+    engine.eval()
+    rows = []
+    for r in range(len(engine.seeds)):
+        member = engine.member(r)
+        counts = UnitCounts()
+        hooked = hidden_activations(member.module) if units else []
+        handles = [m.register_forward_hook(counts.hook(bounds)) for m, bounds in hooked]
+        try:
+            loss = F.cross_entropy(member.forward(x).float(), y)
+        finally:
+            for handle in handles:
+                handle.remove()
+        first, last = first_and_last_weights(member.module)
+        # autograd.grad, not backward: the parameters' .grad (the optimizer's) stays as training left it
+        grad_first, grad_last = torch.autograd.grad(loss, [member.params[first], member.params[last]])
+        row = {"grad_norm_first": grad_first.norm().item(), "grad_norm_last": grad_last.norm().item()}
+        rows.append({**row, **(counts.fractions() if units else {})})
+    return rows
