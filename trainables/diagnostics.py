@@ -22,6 +22,8 @@ on a CPU, is measured in benchmarks/diagnostics_cost.py.
 from __future__ import annotations
 
 import math
+import weakref
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,33 +37,55 @@ DEAD_BELOW = 1e-6
 SATURATED_WITHIN = 0.01  # of the activation's range, from either bound
 
 
-def hidden_activations(model: nn.Module) -> list[tuple[nn.Module, tuple[float, float] | None]]:
-    """The modules made by make_activation, each with its activation's bounds (None: unbounded)."""
-    return [(m, ACTIVATIONS[m.hpstudy_activation].bounds) for m in model.modules() if hasattr(m, "hpstudy_activation")]
+@dataclass(frozen=True)
+class Layout:
+    """What the diagnostics look at in a model, found once per model (its modules do not change)."""
+
+    activations: list[tuple[nn.Module, tuple[float, float] | None]]  # make_activation's modules, with their bounds
+    first: str  # the first and the last weight layer's weight
+    last: str
+
+
+_LAYOUTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def layout(model: nn.Module) -> Layout:
+    if model not in _LAYOUTS:
+        activations = [(m, ACTIVATIONS[m.hpstudy_activation].bounds) for m in model.modules()
+                       if hasattr(m, "hpstudy_activation")]
+        _LAYOUTS[model] = Layout(activations, *first_and_last_weights(model))
+    return _LAYOUTS[model]
 
 
 class UnitCounts:
-    """Hidden units seen by forward hooks in one forward pass: how many, dead, saturated."""
+    """Hidden units seen by forward hooks in one forward pass: how many, dead, saturated (summed as
+    tensors: one conversion at the end, not one per layer)."""
 
     def __init__(self):
-        self.units, self.dead, self.saturated = 0, 0, 0.0
+        self.units, self.dead, self.saturated = 0, [], []
 
     def hook(self, bounds: tuple[float, float] | None):
         def observe(module, inputs, output):
-            values = output.detach().float().transpose(0, 1).flatten(1)  # (units, samples x positions)
-            self.units += values.shape[0]
-            self.dead += int((values.abs() < DEAD_BELOW).all(1).sum())
+            values = output.detach()
+            units = values.shape[1]  # a feature, or a channel at every position
+            self.units += units
+            # (units, samples x positions): a copy, then a reduction over its rows, is faster than one over dims 0 and 2
+            largest = values.abs().transpose(0, 1).reshape(units, -1).amax(1)
+            self.dead.append((largest < DEAD_BELOW).sum())
             if bounds is not None:  # within the margin of either bound: at least half the range minus it from the middle
                 low, high = bounds
                 middle, reach = (low + high) / 2, (high - low) / 2 - SATURATED_WITHIN * (high - low)
-                self.saturated += float(((values - middle).abs() >= reach).float().mean(1).sum())
+                # every unit has as many values (samples x positions): its share, summed over units, is the layer's
+                # share of saturated values times its units
+                self.saturated.append(((values - middle).abs() >= reach).float().mean() * units)
 
         return observe
 
     def fractions(self) -> dict[str, float]:
         if not self.units:  # a model with no make_activation modules
             return {"dead_fraction": math.nan, "saturated_fraction": math.nan}
-        return {"dead_fraction": self.dead / self.units, "saturated_fraction": self.saturated / self.units}
+        saturated = float(sum(self.saturated)) if self.saturated else 0.0
+        return {"dead_fraction": int(sum(self.dead)) / self.units, "saturated_fraction": saturated / self.units}
 
 
 def member_diagnostics(engine, x: torch.Tensor, y: torch.Tensor, units: bool) -> list[dict[str, float]]:
@@ -70,17 +94,16 @@ def member_diagnostics(engine, x: torch.Tensor, y: torch.Tensor, units: bool) ->
     rows = []
     for r in range(len(engine.seeds)):
         member = engine.member(r)
+        parts = layout(member.module)
         counts = UnitCounts()
-        hooked = hidden_activations(member.module) if units else []
-        handles = [m.register_forward_hook(counts.hook(bounds)) for m, bounds in hooked]
+        handles = [m.register_forward_hook(counts.hook(bounds)) for m, bounds in parts.activations] if units else []
         try:
             loss = F.cross_entropy(member.forward(x).float(), y)
         finally:
             for handle in handles:
                 handle.remove()
-        first, last = first_and_last_weights(member.module)
         # autograd.grad, not backward: the parameters' .grad (the optimizer's) stays as training left it
-        grad_first, grad_last = torch.autograd.grad(loss, [member.params[first], member.params[last]])
+        grad_first, grad_last = torch.autograd.grad(loss, [member.params[parts.first], member.params[parts.last]])
         row = {"grad_norm_first": grad_first.norm().item(), "grad_norm_last": grad_last.norm().item()}
         rows.append({**row, **(counts.fractions() if units else {})})
     return rows
