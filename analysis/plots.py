@@ -139,7 +139,7 @@ def gradient_norms(epochs: pd.DataFrame, factor: str, facet: str | None = None):
     grid = sns.relplot(data=long, x="epoch", y="gradient norm", hue=factor, style="layer", col=facet, kind="line",
                        estimator="median", errorbar=None, height=4, aspect=1.2)
     grid.set(yscale="log")
-    grid.set_axis_labels("epoch", "gradient norm on the fixed batch (log)")
+    grid.set_axis_labels("epoch", "gradient norm (log)")
     grid.figure.suptitle("Gradient norm of the first and last layer (median across runs)", y=1.03)
     return grid.figure
 
@@ -152,6 +152,8 @@ def unit_fractions(epochs: pd.DataFrame, factor: str, facet: str | None = None):
     grid = sns.relplot(data=long, x="epoch", y="share", hue=factor, col="units", row=facet, kind="line",
                        estimator="median", errorbar=None, height=3.5, aspect=1.2, facet_kws={"sharey": False})
     grid.set_axis_labels("epoch", "share of hidden units")
+    for ax in grid.axes.flat:
+        ax.set_ylim(bottom=0)
     grid.figure.suptitle("Dead and saturated hidden units on the fixed batch (median across runs)", y=1.03)
     return grid.figure
 

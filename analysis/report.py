@@ -241,8 +241,9 @@ def _figures_section(doc: Document, results: Results, analysis: Analysis) -> Non
     facet = next((f for f in ("depth", "hidden") if f in design.names), None)
     factor = "activation" if "activation" in design.names else (design.names[0] if design.names else "trainable")
     if recorded(epochs, "grad_norm_first"):
+        taken = "on a fixed batch" if results.format >= 3 else "the mean over its steps"  # format 3 changed it
         doc.figure(plots.gradient_norms(epochs[epochs["grad_norm_first"].notna()], factor, facet), "gradient_norms",
-                   "First vs last layer gradient norm per epoch on a fixed batch (vanishing gradients)")
+                   f"First vs last layer gradient norm per epoch, {taken} (vanishing gradients)")
     if recorded(epochs, "dead_fraction"):
         doc.figure(plots.unit_fractions(epochs[epochs["dead_fraction"].notna()], factor, facet), "unit_fractions",
                    "Dead hidden units (no input of the fixed batch activates them) and saturated ones (within 1% of "

@@ -4,6 +4,7 @@ import sys
 
 from benchmarks import (
     activation_cost,
+    diagnostics_cost,
     extension_error,
     findings_speed,
     fused_study,
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "extension_error": extension_error.run,
     "fusion": fusion.run,
     "fused_study": fused_study.run,
+    "diagnostics_cost": diagnostics_cost.run,
 }
 
 

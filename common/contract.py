@@ -58,7 +58,10 @@ META_FORMAT = b"hpstudy.format"  # the results format, an integer (absent: 1)
 #      oldest lack `chance_acc`, an Optuna spec's `space` or a seeds-on-demand run's `spending`.
 #   2: hpstudy 0.2: every member of a fused trial is a run `<id>-m<index>`; `replicates` gone;
 #      hpstudy.run carries `resume_command`.
-RESULTS_FORMAT = 2
+#   3: hpstudy 0.3: grad_norm_first / grad_norm_last taken on one fixed batch after each epoch (in
+#      format 2 and before, the mean over the epoch's steps); dead_fraction, saturated_fraction,
+#      grad_ratio where recorded.
+RESULTS_FORMAT = 3
 
 
 def config_cell(value):

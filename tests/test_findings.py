@@ -273,16 +273,16 @@ def test_results_carry_their_format_and_a_newer_one_is_refused_in_one_line(tmp_p
     study = make_study("fmt", {"trainable": "mnist1d_cnn"}, {"activation": ["relu", "tanh"]}, seeds=3)
     folder = write_synthetic(tmp_path / "now", study, lambda p: 0.9)
     for name in ("epochs.parquet", "trials.parquet"):
-        assert pq.read_schema(folder / name).metadata[b"hpstudy.format"] == b"2"
-    assert load_results(folder).format == 2
+        assert pq.read_schema(folder / name).metadata[b"hpstudy.format"] == b"3"
+    assert load_results(folder).format == 3
     newer = tmp_path / "newer"
     newer.mkdir()
     for name in ("epochs.parquet", "trials.parquet"):
         table = pq.read_table(folder / name)
-        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"hpstudy.format": b"3"}), newer / name)
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"hpstudy.format": b"4"}), newer / name)
     out = tmp_path / "report"
     result = subprocess.run([sys.executable, "-m", "analysis.report", str(newer), "--out", str(out)],
                             capture_output=True, text=True)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert "is in results format 3, newer than this hpstudy reads (formats 1 to 2); upgrade hpstudy" in result.stderr
+    assert "is in results format 4, newer than this hpstudy reads (formats 1 to 3); upgrade hpstudy" in result.stderr
     assert not out.exists()
