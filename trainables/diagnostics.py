@@ -15,8 +15,8 @@ are compared on the same inputs:
     a bounded activation (sigmoid, tanh: trainables.activations) of one of its bounds, each unit
     weighted equally; a unit of an unbounded activation never saturates.
 
-One forward and backward pass of the batch per member and epoch: the cost, under 3% of an epoch
-on a CPU, is measured in benchmarks/diagnostics_cost.py.
+One forward and backward pass of the batch per member and epoch, a fixed cost: 0.2 to 3% of an
+epoch on a CPU, the most on MNIST-1D's 11 to 14 ms epochs (benchmarks/diagnostics_cost.py).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from torch import nn
 from trainables.activations import ACTIVATIONS
 from trainables.engines import first_and_last_weights
 
-DIAGNOSTIC_BATCH = 128  # a fixed cost per epoch: 3% of MNIST-1D's 12 ms epochs at most (benchmarks/README.md)
+DIAGNOSTIC_BATCH = 128  # its cost is mostly overhead: a batch of 32 costs about what 128 does (benchmarks/README.md)
 DEAD_BELOW = 1e-6
 SATURATED_WITHIN = 0.01  # of the activation's range, from either bound
 

@@ -150,7 +150,8 @@ KEYS: Mapping[str, Key] = MappingProxyType({
                              role="mechanics"),
     "max_eval_samples": Key(None, optional_positive_int, "cap the validation and test sets (smoke runs)",
                             role="mechanics"),
-    "grad_norms": Key(False, boolean, "record the first and last layer's gradient norms each epoch", role="mechanics"),
+    "grad_norms": Key(False, boolean, "record the first and last layer's gradient norms each epoch (on a fixed batch)",
+                      role="mechanics"),
     "diagnostics": Key(False, boolean, "gradient norms and the dead and saturated shares of hidden units each epoch "
                        "(trainables.diagnostics)", role="mechanics"),
     "precision": Key("fp32", choice(["fp32", "bf16"]), "fp32, or bf16 autocast", role="mechanics"),
