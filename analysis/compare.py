@@ -25,7 +25,7 @@ from analysis.failures import DEFAULT_CHANCE_MARGIN, failure_rate, fisher_test, 
 from analysis.importance import parameter_importances
 from analysis.load import Results, load_results
 from analysis.model import BlockModel
-from analysis.outcomes import DEFAULT_OUTCOME, OUTCOMES, compared_scale, outcome, outcome_values
+from analysis.outcomes import DEFAULT_OUTCOME, OUTCOMES, compared_scale, is_relative, outcome, outcome_values
 from analysis.power import seeds_to_decide
 from analysis.testing import Graph, Hypothesis, closed_test, look_alpha
 from analysis.words import sentence
@@ -567,9 +567,11 @@ def _failures(runs: pd.DataFrame, design: Design, metric: str) -> pd.DataFrame:
                 runs_of = data[data[factor.name] == level]
                 n, failed = len(runs_of), int(runs_of["did_not_train"].sum())
                 rate, low, high = failure_rate(failed, n)
+                trained = runs_of.loc[~runs_of["did_not_train"], metric].mean()
+                trained = np.exp(trained) if is_relative(metric) else trained  # the log's mean: a geometric mean
                 row = {"stratum": _label(stratum_key, {}), "factor": factor.name, "level": level, "n": n,
                        "failed": failed, "rate": rate, "rate_low": low, "rate_high": high,
-                       "trained_mean": runs_of.loc[~runs_of["did_not_train"], metric].mean(),
+                       "trained_mean": trained,
                        "p_fisher": np.nan, "p_improvement": np.nan}
                 if level != factor.baseline:
                     n_ref, failed_ref = len(reference), int(reference["did_not_train"].sum())

@@ -270,12 +270,12 @@ def _evidence_section(doc: Document, results: Results, analysis: Analysis) -> No
                   "uses it (moderated); group 0 is the cluster of alike spreads, group 1 the configurations that vary "
                   "far more; df: the degrees of freedom of the configuration's own variance")
     if len(analysis.shares):
-        doc.table(analysis.shares, "Share of the variance of the metric: each factor beside the seeds (residual), "
-                  "95% bootstrap intervals")
+        doc.table(analysis.shares, "Share of the variance of the metric (of its log for a time or ratio): each "
+                  "factor beside the seeds (residual), 95% bootstrap intervals")
     if len(analysis.failures) and analysis.failures["failed"].sum() > 0:
         doc.table(analysis.failures, "Failed runs by level: rate with a Wilson 95% interval, Fisher's exact test "
-                  "against the baseline, mean of the runs that trained, and P(a run beats a baseline run) with "
-                  "failed runs ranked below every trained one")
+                  "against the baseline, mean of the runs that trained (geometric for a time or ratio), and P(a run "
+                  "beats a baseline run) with failed runs ranked below every trained one")
         cells = [*design.strata, *design.names]
         rates = analysis.runs.groupby(cells, sort=False)["did_not_train"].agg(["sum", "count"]).reset_index()
         doc.table(rates.rename(columns={"sum": "failed", "count": "n"}), "Failed runs per configuration")

@@ -53,9 +53,12 @@ def test_training_time_reads_batchnorm_slower_by_its_ratio_and_activations_equiv
     assert 0.15 < bn["effect"] < 0.25
     activations = table[table["factor"] == "activation"]
     assert list(activations["verdict"]) == ["equivalent", "equivalent"]  # within the default 5%
-    rows = analyse(load_results(timed), "train_time_s", detail=False).comparisons
+    analysis = analyse(load_results(timed), "train_time_s")
+    rows = analysis.comparisons
     assert re.fullmatch(r"True vs False: worse: 1\d% slower \[\+1\d%, \+2\d%\]",
                         rows[rows["factor"] == "batchnorm"]["finding"].iloc[0])
+    means = analysis.failures[analysis.failures["factor"] == "batchnorm"].set_index("level")["trained_mean"]
+    assert means.to_dict() == pytest.approx({False: 10.0, True: 12.0}, rel=0.02)  # in seconds, not their logs
 
 
 def test_times_of_two_devices_are_compared_within_each(timed, tmp_path):
