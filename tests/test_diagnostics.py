@@ -6,14 +6,19 @@ import math
 
 import pytest
 import torch
+from test_study_files import histogram_records
 from torch import nn
 
 from benchmarks.common import write_mnist_idx
+from trainables import fit
 from trainables.activations import make_activation
 from trainables.diagnostics import member_diagnostics
 from trainables.engines import SingleModel
+from trainables.tune_adapter import Histograms
 
 from test_loop import run  # a trial collected as rows and serialised checkpoints
+
+pytestmark = pytest.mark.no_ray
 
 DIAGNOSED = ["grad_norm_first", "grad_norm_last", "dead_fraction", "saturated_fraction"]
 
@@ -81,3 +86,15 @@ def test_diagnostics_leave_training_as_it_is(data_root):
     for before, after in zip(plain, diagnosed):
         assert after["val_loss"] == before["val_loss"] and after["train_loss"] == before["train_loss"]
         assert "dead_fraction" not in before and "dead_fraction" in after
+
+
+def test_a_fused_trial_writes_each_members_own_histograms(data_root, tmp_path):
+    """--log tensorboard's histograms (trainables.tune_adapter.Histograms), written by fit's on_epoch."""
+    config = {"trainable": "mnist1d_mlp", "epochs": 2, "max_train_samples": 300, "member_engine": "stacked",
+              "members": [{"seed": 0}, {"seed": 1, "lr": 0.05}]}
+    fit(config, lambda metrics, state: None, data_root=str(data_root), on_epoch=Histograms(str(tmp_path)))
+    (events,) = tmp_path.glob("events.out.tfevents.*.histograms")
+    records = {(step, tag): total for step, tag, total in histogram_records(events)}
+    assert sorted(records) == sorted((epoch, f"member{r}/{layer}/{kind}") for epoch in (1, 2) for r in (0, 1)
+                                     for layer in ("first_layer", "last_layer") for kind in ("weight", "grad"))
+    assert records[(2, "member0/first_layer/weight")] != records[(2, "member1/first_layer/weight")]

@@ -188,15 +188,16 @@ def test_set_and_axis_change_a_preset_run(tmp_path, data_root, module_ray):
     assert spec["axes"] == {"activation": ["tanh", "relu", "silu"], "batchnorm": [True]}  # the study as it ran
 
 
-def histogram_records(path: Path) -> list[tuple[int, str]]:
-    """(step, tag) of each histogram in a TensorBoard event file (TFRecord: length, its CRC, the event, its CRC)."""
+def histogram_records(path: Path) -> list[tuple[int, str, float]]:
+    """(step, tag, sum of the values) of each histogram in a TensorBoard event file (TFRecord: length,
+    its CRC, the event, its CRC)."""
     from tensorboardX.proto import event_pb2
 
     data, at, records = path.read_bytes(), 0, []
     while at < len(data):
         (length,) = struct.unpack("<Q", data[at : at + 8])
         event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
-        records += [(event.step, value.tag) for value in event.summary.value if value.HasField("histo")]
+        records += [(event.step, value.tag, value.histo.sum) for value in event.summary.value if value.HasField("histo")]
         at += 12 + length + 4
     return records
 
@@ -236,7 +237,7 @@ def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_ba
     assert len([e for e in events if not e.name.endswith(".histograms")]) == 3  # Tune's scalars
     histograms = [e for e in events if e.name.endswith(".histograms")]  # each trial's first and last layer's
     assert len(histograms) == 3
-    tags = [(step, tag) for step, tag in histogram_records(histograms[0])]
+    tags = [(step, tag) for step, tag, _ in histogram_records(histograms[0])]
     assert tags == [(epoch, f"{layer}/{kind}") for epoch in (1, 2) for layer in ("first_layer", "last_layer")
                     for kind in ("weight", "grad")]
     lines = output.getvalue().splitlines()
