@@ -31,6 +31,8 @@ def per_seed(rows, key="seed"):
     return out
 
 
+DIAGNOSED = ["grad_norm_first", "grad_norm_last", "dead_fraction", "saturated_fraction"]
+
 # Deterministic configurations (no dropout) of every model family, with and without batchnorm,
 # on the fixture datasets (real file formats), a few samples each. Adam is left out beside
 # batchnorm: the bias of a layer followed by BatchNorm has an analytically zero gradient, and
@@ -38,7 +40,7 @@ def per_seed(rows, key="seed"):
 # the optimizer amplifying rounding, not the batching (the 1-D CNN shows it with or without
 # batchnorm, so it trains with SGD here; the window MLP covers Adam).
 FAMILIES = {
-    "mlp_grad_norms": {"trainable": "mnist_mlp", "hidden": [32, 16], "grad_norms": True},
+    "mlp_diagnostics": {"trainable": "mnist_mlp", "hidden": [32, 16], "diagnostics": True},
     "mlp_bn": {"trainable": "mnist_mlp", "hidden": [32, 16], "batchnorm": True},
     "cnn1d": {"trainable": "mnist1d_cnn", "max_train_samples": 300, "optimizer": "sgd", "lr": 0.05},
     "cnn1d_bn": {"trainable": "mnist1d_cnn", "batchnorm": True, "max_train_samples": 300, "optimizer": "sgd",
@@ -63,7 +65,7 @@ def test_each_replicate_matches_its_unbatched_run(family, engine, data_root):
         alone, _ = run({**config, "seed": seed}, data_root)
         assert [r["epoch"] for r in rows] == [1, 2]
         for mine, theirs in zip(rows, alone):
-            for key in COMPARED + (["grad_norm_first", "grad_norm_last"] if config.get("grad_norms") else []):
+            for key in COMPARED + (DIAGNOSED if config.get("diagnostics") else []):
                 assert mine[key] == pytest.approx(theirs[key], rel=1e-4, abs=1e-5), (family, seed, key)
         assert rows[-1]["test_acc"] == pytest.approx(alone[-1]["test_acc"], abs=1e-6)
         assert rows[-1]["n_params"] == alone[-1]["n_params"]
