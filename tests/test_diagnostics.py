@@ -91,7 +91,7 @@ def test_diagnostics_leave_training_as_it_is(data_root):
 def test_a_fused_trial_writes_each_members_own_histograms(data_root, tmp_path):
     """--log tensorboard's histograms (trainables.tune_adapter.Histograms), written by fit's on_epoch."""
     config = {"trainable": "mnist1d_mlp", "epochs": 2, "max_train_samples": 300, "member_engine": "stacked",
-              "members": [{"seed": 0}, {"seed": 1, "lr": 0.05}]}
+              "members": [{"seed": 0}, {"seed": 1, "lr": 0.003}]}
     fit(config, lambda metrics, state: None, data_root=str(data_root), on_epoch=Histograms(str(tmp_path)))
     (events,) = tmp_path.glob("events.out.tfevents.*.histograms")
     records = {(step, tag): total for step, tag, total in histogram_records(events)}

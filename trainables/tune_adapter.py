@@ -68,11 +68,19 @@ class Histograms:
     ..., prefixed `member<r>/` in a trial of several members: the run `<trial id>-m<r>`)."""
 
     def __init__(self, folder: str):
-        from tensorboardX import SummaryWriter  # Ray Tune's own TensorBoard logger needs it too
+        # tensorboardX (Ray Tune's own TensorBoard logger needs it too), its synchronous writer: each
+        # epoch's histograms are on disk before the epoch's report, whose checkpoint syncs them (its
+        # SummaryWriter queues events for a thread, and its flush does not wait for the queue)
+        from tensorboardX.event_file_writer import EventsWriter
 
-        self.writer = SummaryWriter(folder, filename_suffix=".histograms")
+        self.writer = EventsWriter(os.path.join(folder, "events"), ".histograms")
 
     def __call__(self, engine, epoch: int) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.proto.summary_pb2 import Summary
+        from tensorboardX.summary import histogram
+
+        summaries = []
         for r in range(len(engine.seeds)):
             member = engine.member(r)
             prefix = f"member{r}/" if len(engine.seeds) > 1 else ""
@@ -81,7 +89,8 @@ class Histograms:
                     finite = None if values is None else values.detach().float().flatten().cpu()
                     finite = None if finite is None else finite[torch.isfinite(finite)]  # a diverged member's NaNs
                     if finite is not None and len(finite):
-                        self.writer.add_histogram(f"{prefix}{layer}/{kind}", finite.numpy(), epoch)
+                        summaries += histogram(f"{prefix}{layer}/{kind}", finite.numpy(), "auto").value
+        self.writer.write_event(Event(wall_time=time.time(), step=epoch, summary=Summary(value=summaries)))
         self.writer.flush()
 
 
