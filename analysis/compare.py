@@ -130,7 +130,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     values, not_reached = outcome_values(results.trials, results.epochs, chosen, target)
     trials = results.trials.assign(**{metric: values})
     devices = ()  # a time outcome's devices, where there are several
-    if chosen.kind == "relative" and "device" in trials:
+    if chosen.machine_dependent and "device" in trials:
         devices = tuple(sorted(trials["device"].dropna().unique()))
         devices = devices if len(devices) > 1 else ()
     if devices:  # times of different machines are not compared with each other
@@ -138,6 +138,9 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
     band = compared_scale(chosen, smallest_effect)  # the smallest effect on the compared scale
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
     runs = _mark_not_reached(mark_failures(trials, margin=margin), not_reached)
+    if not chosen.near_chance_fails:  # only divergence fails it
+        diverged = runs["failure"] == "diverged"
+        runs = runs.assign(did_not_train=diverged, failure=runs["failure"].where(diverged))
     names = design.names
     untestable = None
     if design.search == "optuna":

@@ -23,7 +23,7 @@ import pandas as pd
 
 from common.errors import UserError
 
-TIME = ("slower", "faster")
+TIME = dict(more_less=("slower", "faster"), machine_dependent=True)
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,10 @@ class Outcome:
     needs: tuple[str, ...] = ()  # the trials columns it is made of (none: its own column)
     needs_target: bool = False  # a convergence outcome: --target VALUE, a validation accuracy in (0, 1)
     more_less: tuple[str, str] = ("more", "less")  # a relative effect above and below 0 in words ("20% slower")
+    machine_dependent: bool = False  # a time: compared within each device where runs ran on several
+    # whether a run whose accuracy stayed near chance failed: for a diagnostic it is the run the value
+    # explains (a deep sigmoid net whose gradients vanished), measured as any other; a diverged run fails
+    near_chance_fails: bool = True
 
 
 OUTCOMES: dict[str, Outcome] = {o.name: o for o in [
@@ -44,16 +48,17 @@ OUTCOMES: dict[str, Outcome] = {o.name: o for o in [
     Outcome("best_val_acc", True, "accuracy", 0.01, "best validation accuracy"),
     Outcome("test_loss", False, "plain", 0.01, "test loss"),
     Outcome("final_val_loss", False, "plain", 0.01, "final validation loss"),
-    Outcome("train_time_s", False, "relative", 0.05, "training time", more_less=TIME),
-    Outcome("train_us_per_sample", False, "relative", 0.05, "training time per sample", more_less=TIME),
-    Outcome("infer_us_per_sample", False, "relative", 0.05, "inference time per sample", more_less=TIME),
+    Outcome("train_time_s", False, "relative", 0.05, "training time", **TIME),
+    Outcome("train_us_per_sample", False, "relative", 0.05, "training time per sample", **TIME),
+    Outcome("infer_us_per_sample", False, "relative", 0.05, "inference time per sample", **TIME),
     Outcome("generalization_gap", False, "accuracy", 0.01, "generalization gap (final train minus test accuracy)",
             needs=("final_train_acc", "test_acc")),
     Outcome("epochs_to_target", False, "plain", 1.0, "epochs to the target validation accuracy", needs_target=True),
     Outcome("seconds_to_target", False, "relative", 0.05, "time to the target validation accuracy",
-            needs_target=True, more_less=TIME),
+            needs_target=True, **TIME),
     # the first layer's gradient norm over the last's at the last epoch: far below 1, vanishing gradients
-    Outcome("grad_ratio", True, "relative", 0.05, "gradient ratio (first / last layer)", more_less=("higher", "lower")),
+    Outcome("grad_ratio", True, "relative", 0.05, "gradient ratio (first / last layer)", more_less=("higher", "lower"),
+            near_chance_fails=False),
 ]}
 DEFAULT_OUTCOME = "test_acc"
 
