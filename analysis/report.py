@@ -28,7 +28,7 @@ from analysis.failures import DEFAULT_CHANCE_MARGIN  # noqa: E402
 from analysis.load import Results, load_results  # noqa: E402
 from analysis.outcomes import is_accuracy, is_relative  # noqa: E402
 from analysis.power import MAX_SEEDS_NEEDED  # noqa: E402
-from analysis.words import answer, label, method, more_seeds, signed  # noqa: E402
+from analysis.words import answer, folds, label, method, more_seeds, signed  # noqa: E402
 from common.cli import OneLineParser, report_user_error  # noqa: E402
 from common.errors import UserError  # noqa: E402
 
@@ -109,14 +109,15 @@ def findings_view(analysis: Analysis) -> pd.DataFrame:
     """The findings table as a reader sees it: words and points, not columns of floats."""
     table = analysis.comparisons
     metric = analysis.metric
-    unit = " (%)" if is_relative(metric) else " (points)" if is_accuracy(metric) else ""
+    unit = " (%, or xratio)" if is_relative(metric) else " (points)" if is_accuracy(metric) else ""
+    rows = list(zip(table["effect"], table["ci_low"], table["ci_high"]))  # a row's numbers read alike (words.folds)
     return pd.DataFrame({
         "factor": table["factor"],
         "where": table["stratum"],
         "comparison": [f"{lv} vs {ref}" for lv, ref in zip(table["level"], table["reference"])],
-        f"effect{unit}": [signed(v, metric) for v in table["effect"]],
-        f"interval{unit}": [f"{signed(lo, metric)} to {signed(hi, metric)}" if np.isfinite(lo) else ""
-                            for lo, hi in zip(table["ci_low"], table["ci_high"])],
+        f"effect{unit}": [signed(v, metric, folds(v, lo, hi)) for v, lo, hi in rows],
+        f"interval{unit}": [f"{signed(lo, metric, folds(v, lo, hi))} to {signed(hi, metric, folds(v, lo, hi))}"
+                            if np.isfinite(lo) else "" for v, lo, hi in rows],
         "verdict": table["verdict"],
         "runs": [f"{n} vs {m}" + (f", {d}" if d else "") for n, m, d in zip(table["n"], table["n_ref"], table["design"])],
         "seeds needed": ["" if pd.isna(v) else f"over {MAX_SEEDS_NEEDED:,}" if v >= MAX_SEEDS_NEEDED

@@ -34,13 +34,20 @@ def amount(value: float, metric: str) -> str:
     return f"{100 * value:.1f} points" if is_accuracy(metric) else f"{value:.3g}"
 
 
-def signed(value: float, metric: str) -> str:
+def folds(*values: float) -> bool:
+    """Relative effects (ratios - 1) of which one is a factor 10 or more either way (a gradient
+    ratio's): read, all alike, as ratios."""
+    return any(not 0.1 < 1 + v < 10 for v in values if math.isfinite(v))
+
+
+def signed(value: float, metric: str, ratio: bool | None = None) -> str:
     """A difference as a reader sees it: accuracy in signed points, a relative outcome in signed
-    percent ("+20%": 20% more), other metrics in their units."""
+    percent ("+20%": 20% more) or, `ratio` (by default: a factor 10 or more apart), as the ratio
+    ("x0.0004", "x2.3e+06"), other metrics in their units."""
     if not math.isfinite(value):
         return ""
     if is_relative(metric):
-        return f"{100 * value:+.0f}%"
+        return f"x{1 + value:.2g}" if (folds(value) if ratio is None else ratio) else f"{100 * value:+.0f}%"
     return f"{100 * value:+.1f}" if is_accuracy(metric) else f"{value:+.3g}"
 
 
@@ -130,7 +137,8 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
     """A comparison (a row of analysis.compare's table) in words a reader can act on."""
     where = "" if row["stratum"] == "all" else f" ({row['stratum']})"
     pair = f"{row['level']} vs {row['reference']}{where}"
-    interval = f"[{signed(row['ci_low'], metric)}, {signed(row['ci_high'], metric)}]"
+    ratio = folds(row["effect"], row["ci_low"], row["ci_high"])  # the row's numbers all alike
+    interval = f"[{signed(row['ci_low'], metric, ratio)}, {signed(row['ci_high'], metric, ratio)}]"
     verdict = row["verdict"]
     counts = f"{row['failed']} of {row['runs']} runs vs {row['failed_ref']} of {row['runs_ref']}"
     depends = f"; its effect depends on {row['depends_on']}" if row.get("depends_on") else ""
@@ -138,11 +146,13 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
         text = f"{pair}: {verdict}: it fails {'more' if verdict == 'worse' else 'less'} often ({counts} failed, " \
                f"Fisher p = {row['p_failures']:.2g})"
         if math.isfinite(row["effect"]) and math.isfinite(row["ci_low"]):
-            text += f"; {signed(row['effect'], metric)} {interval} on the runs compared"
+            text += f"; {signed(row['effect'], metric, ratio)} {interval} on the runs compared"
         return text + depends
     if verdict in ("better", "worse") and is_relative(metric):  # a time: "worse: 20% slower [+12%, +29%]"
         more, less = OUTCOMES[metric].more_less
-        text = f"{pair}: {verdict}: {amount(abs(row['effect']), metric)} {more if row['effect'] > 0 else less} {interval}"
+        size = signed(row["effect"], metric, ratio) if ratio else \
+            f"{amount(abs(row['effect']), metric)} {more if row['effect'] > 0 else less}"  # x0.11, or 19% slower
+        text = f"{pair}: {verdict}: {size} {interval}"
         if abs(row["effect"]) < smallest_effect:
             text += f", less than the smallest effect that matters ({amount(smallest_effect, metric)})"
     elif verdict in ("better", "worse"):
@@ -156,7 +166,7 @@ def sentence(row: pd.Series, metric: str, smallest_effect: float) -> str:
         # the averaged row's dependence on another factor is said once, by `depends`
         why = "" if depends and why.startswith("its effect may depend") else why
         why = f"; not equivalent: {why}" if why else ""
-        text = (f"{pair}: undecided, {signed(row['effect'], metric)} {interval}{why}; "
+        text = (f"{pair}: undecided, {signed(row['effect'], metric, ratio)} {interval}{why}; "
                 f"{seeds_phrase(int(row['seeds_needed']))} seeds per configuration would decide it")
     else:
         effect = "" if not math.isfinite(row["effect"]) else f" (observed {signed(row['effect'], metric)})"

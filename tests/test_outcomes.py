@@ -207,6 +207,15 @@ def test_a_gradient_ratio_ten_times_smaller_reads_worse_as_a_share_lower(tmp_pat
     assert row["verdict"] == "worse" and row["ci_low"] < -0.9 < row["ci_high"]  # ratio - 1: 90% lower
     analysis = analyse(load_results(folder), "grad_ratio")
     row = analysis.comparisons.iloc[0]
-    assert re.fullmatch(r"sigmoid vs relu: worse: \d\d% lower \[-\d\d%, -\d\d%\]", row["finding"])
+    assert re.fullmatch(r"sigmoid vs relu: worse: x0\.1\d? \[x0\.0\d+, x0\.\d+\]", row["finding"]), row["finding"]
     assert (row["n"], row["n_ref"]) == (4, 4) and analysis.failures["failed"].sum() == 0
     assert analyse(load_results(folder), "test_acc").failures["failed"].sum() == 2  # on accuracy they failed
+
+
+def test_relative_effects_a_factor_10_apart_read_as_the_ratio():
+    from analysis.words import signed
+
+    assert [signed(v, "grad_ratio") for v in (0.2, -0.89, 9.0, -0.9999, 2.3e6)] == \
+        ["+20%", "-89%", "x10", "x0.0001", "x2.3e+06"]
+    assert signed(-0.89, "grad_ratio", ratio=True) == "x0.11"  # beside an interval bound 10 times apart
+    assert signed(0.05, "test_acc") == "+5.0"  # points, as before
