@@ -69,8 +69,10 @@ class UnitCounts:
             values = output.detach()
             units = values.shape[1]  # a feature, or a channel at every position
             self.units += units
-            # (units, samples x positions): a copy, then a reduction over its rows, is faster than one over dims 0 and 2
-            largest = values.abs().transpose(0, 1).reshape(units, -1).amax(1)
+            magnitude = values.abs()
+            # a convolution's (samples, units, positions) as (units, samples x positions): a copy, then a reduction
+            # over its rows, is faster than one over dims 0 and 2
+            largest = magnitude.amax(0) if values.dim() == 2 else magnitude.transpose(0, 1).reshape(units, -1).amax(1)
             self.dead.append((largest < DEAD_BELOW).sum())
             if bounds is not None:  # within the margin of either bound: at least half the range minus it from the middle
                 low, high = bounds

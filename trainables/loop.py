@@ -338,7 +338,9 @@ def fit(
     autocast = autocast_for(cfg, dev)
     augment_size = augmented_image_size(cfg, splits)
     n_used = samples_used(len(splits.train_y), cfg["batch_size"])
-    diagnosed_on = (splits.prepare(splits.val_x[:DIAGNOSTIC_BATCH]), splits.val_y[:DIAGNOSTIC_BATCH])
+    diagnosed_on = None  # the fixed batch of config `grad_norms` / `diagnostics` (trainables.diagnostics)
+    if cfg["grad_norms"] or cfg["diagnostics"]:
+        diagnosed_on = (splits.prepare(splits.val_x[:DIAGNOSTIC_BATCH]), splits.val_y[:DIAGNOSTIC_BATCH])
     metrics: dict = {}
 
     for epoch in range(state.epoch + 1, cfg["epochs"] + 1):
@@ -349,7 +351,7 @@ def fit(
         validated = evaluate(trial.engine, splits, splits.val_x, splits.val_y, autocast)
         epoch_s = time.perf_counter() - t0  # the diagnostics below are not the run's time
         diagnosed = None
-        if cfg["grad_norms"] or cfg["diagnostics"]:
+        if diagnosed_on is not None:
             diagnosed = member_diagnostics(trial.engine, *diagnosed_on, units=cfg["diagnostics"])
         if on_epoch is not None:
             on_epoch(trial.engine, epoch)
