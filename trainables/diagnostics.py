@@ -15,8 +15,9 @@ are compared on the same inputs:
     a bounded activation (sigmoid, tanh: trainables.activations) of one of its bounds, each unit
     weighted equally; a unit of an unbounded activation never saturates.
 
-One forward and backward pass of the batch per member and epoch, a fixed cost: 0.2 to 3% of an
-epoch on a CPU, the most on MNIST-1D's 11 to 14 ms epochs (benchmarks/diagnostics_cost.py).
+One forward and backward pass of the batch per member and epoch, a fixed cost (mostly overhead):
+under 1.5% of an epoch on a CPU, but 3 to 3.7% of MNIST-1D's 11 to 38 ms epochs
+(benchmarks/README.md, diagnostics cost).
 """
 
 from __future__ import annotations
