@@ -137,10 +137,7 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
         design = replace(design, strata=(*design.strata, "device"))
     band = compared_scale(chosen, smallest_effect)  # the smallest effect on the compared scale
     excluded = {s: int((trials["status"] == s).sum()) for s in ("error", "unfinished")}
-    runs = _mark_not_reached(mark_failures(trials, margin=margin), not_reached)
-    if not chosen.near_chance_fails:  # only divergence fails it
-        diverged = runs["failure"] == "diverged"
-        runs = runs.assign(did_not_train=diverged, failure=runs["failure"].where(diverged))
+    runs = mark_failures(trials, margin=margin, near_chance_fails=chosen.near_chance_fails, not_reached=not_reached)
     names = design.names
     untestable = None
     if design.search == "optuna":
@@ -190,14 +187,6 @@ def analyse(results: Results, metric: str = DEFAULT_METRIC, baseline: dict | Non
                     family_alpha, extensions, look, spending, len(tested) if untestable is None else 0,
                     pd.DataFrame(spreads, columns=_SPREAD_COLUMNS), spread,
                     None if untestable else results.run.get("resume_command"), target, devices)
-
-
-def _mark_not_reached(runs: pd.DataFrame, not_reached: pd.Series) -> pd.DataFrame:
-    """A run that never reached a convergence outcome's target failed: counted, never dropped."""
-    missed = not_reached.reindex(runs.index, fill_value=False)
-    runs.loc[missed & runs["failure"].isna(), "failure"] = "target not reached"
-    runs["did_not_train"] = runs["did_not_train"] | missed
-    return runs
 
 
 def _one_seed_each(runs: pd.DataFrame, config_columns: list[str]) -> bool:

@@ -14,23 +14,30 @@ from statsmodels.stats.proportion import proportion_confint
 DEFAULT_CHANCE_MARGIN = 0.05
 
 
-def mark_failures(trials: pd.DataFrame, margin: float = DEFAULT_CHANCE_MARGIN, accuracy: str = "test_acc") -> pd.DataFrame:
+def mark_failures(trials: pd.DataFrame, margin: float = DEFAULT_CHANCE_MARGIN, accuracy: str = "test_acc",
+                  near_chance_fails: bool = True, not_reached: pd.Series | None = None) -> pd.DataFrame:
     """Runs with a result (completed or diverged), with `did_not_train` and `failure`: the run
-    diverged, or its `accuracy` ended below chance + margin x (1 - chance), chance being the
-    majority-class rate of the dataset's test set (`chance_acc`, written by the export;
-    results without it only count divergence). The margin is a share of the room above
-    chance: on a test set whose majority class is 90%, 95% accuracy is a model that trained."""
+    diverged; or (`near_chance_fails`) its `accuracy` ended below chance + margin x (1 - chance),
+    chance being the majority-class rate of the dataset's test set (`chance_acc`, written by the
+    export; results without it only count divergence); or it is marked in `not_reached` (a
+    convergence outcome's target never reached, analysis.outcomes). The margin is a share of the
+    room above chance: on a test set whose majority class is 90%, 95% accuracy is a model that
+    trained. An outcome that explains runs stuck near chance (a gradient ratio) does not fail them."""
     out = trials[trials["status"].isin(["completed", "diverged"])].copy()
     if accuracy not in out:
         accuracy = "final_val_acc"
     chance = out["chance_acc"] if "chance_acc" in out else pd.Series(np.nan, index=out.index)
     near_chance = (out[accuracy].isna() | (out[accuracy] < chance + margin * (1 - chance))) & chance.notna()
+    near_chance &= near_chance_fails
+    missed = pd.Series(False, index=out.index) if not_reached is None else \
+        not_reached.reindex(out.index, fill_value=False)
     diverged = out["status"] == "diverged"
     failure = pd.Series([None] * len(out), index=out.index, dtype=object)
+    failure[missed] = "target not reached"
     failure[near_chance] = "near chance"
     failure[diverged] = "diverged"
     out["failure"] = failure
-    out["did_not_train"] = diverged | near_chance
+    out["did_not_train"] = diverged | near_chance | missed
     return out
 
 

@@ -104,7 +104,6 @@ class Document:
         return "\n".join(parts)
 
 
-
 def findings_view(analysis: Analysis) -> pd.DataFrame:
     """The findings table as a reader sees it: words and points, not columns of floats."""
     table = analysis.comparisons
@@ -203,7 +202,6 @@ def _introduction(doc: Document, results: Results, analysis: Analysis) -> None:
         doc.bullets(method(analysis))
 
 
-
 def _findings_section(doc: Document, analysis: Analysis, heading: str = "Findings", forest: str = "forest") -> None:
     metric, design = analysis.metric, analysis.design
     doc.heading(heading)
@@ -251,7 +249,6 @@ def _figures_section(doc: Document, results: Results, analysis: Analysis) -> Non
                    "a bounded activation's range of a bound) per epoch")
     if design.search == "optuna" and len(analysis.runs):
         _search_figures(doc, analysis, results.spec.get("mode", "max"))
-
 
 
 def _evidence_section(doc: Document, results: Results, analysis: Analysis) -> None:

@@ -92,6 +92,20 @@ def study_summary(output: str, name: str) -> tuple[str, list[str]]:
     return lines[index], lines[index + 1:]
 
 
+def histogram_records(path: Path) -> list[tuple[int, str, float]]:
+    """(step, tag, sum of the values) of each histogram in a TensorBoard event file (TFRecord: length,
+    its CRC, the event, its CRC)."""
+    from tensorboardX.proto import event_pb2
+
+    data, at, records = path.read_bytes(), 0, []
+    while at < len(data):
+        (length,) = struct.unpack("<Q", data[at : at + 8])
+        event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
+        records += [(event.step, value.tag, value.histo.sum) for value in event.summary.value if value.HasField("histo")]
+        at += 12 + length + 4
+    return records
+
+
 def md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 

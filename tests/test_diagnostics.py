@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from test_study_files import histogram_records
 from torch import nn
 
 from benchmarks.common import write_mnist_idx
@@ -16,6 +15,7 @@ from trainables.diagnostics import member_diagnostics
 from trainables.engines import SingleModel
 from trainables.tune_adapter import Histograms
 
+from conftest import histogram_records
 from test_loop import run  # a trial collected as rows and serialised checkpoints
 
 pytestmark = pytest.mark.no_ray

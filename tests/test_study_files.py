@@ -3,7 +3,6 @@
 import contextlib
 import io
 import json
-import struct
 import subprocess
 import sys
 import textwrap
@@ -22,7 +21,7 @@ from study.run import main as preset_main
 from study.spaces import grid_points
 from study.study_file import read_study_file, to_toml
 
-from conftest import REPO, call_main, study_summary
+from conftest import REPO, call_main, histogram_records, study_summary
 
 # A user's own module (their dataset, Gaussian blobs, and model, an MLP built with make_activation)
 # and a study file comparing two activations on it: the docs' examples (docs/studies.md), run here.
@@ -186,20 +185,6 @@ def test_set_and_axis_change_a_preset_run(tmp_path, data_root, module_ray):
     spec = json.loads(__import__("pyarrow.parquet", fromlist=["x"]).read_schema(
         tmp_path / "mnist1d_grid" / "trials.parquet").metadata[b"hpstudy.study"])
     assert spec["axes"] == {"activation": ["tanh", "relu", "silu"], "batchnorm": [True]}  # the study as it ran
-
-
-def histogram_records(path: Path) -> list[tuple[int, str, float]]:
-    """(step, tag, sum of the values) of each histogram in a TensorBoard event file (TFRecord: length,
-    its CRC, the event, its CRC)."""
-    from tensorboardX.proto import event_pb2
-
-    data, at, records = path.read_bytes(), 0, []
-    while at < len(data):
-        (length,) = struct.unpack("<Q", data[at : at + 8])
-        event = event_pb2.Event.FromString(data[at + 12 : at + 12 + length])
-        records += [(event.step, value.tag, value.histo.sum) for value in event.summary.value if value.HasField("histo")]
-        at += 12 + length + 4
-    return records
 
 
 def test_an_optuna_study_file_with_its_own_storage_tensorboard_and_a_progress_bar(user_folder, monkeypatch, module_ray):

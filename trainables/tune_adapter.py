@@ -20,7 +20,7 @@ import ray
 import torch
 from ray import tune
 
-from trainables.engines import first_and_last_weights
+from trainables.diagnostics import layout
 from trainables.loop import fit
 from trainables.registry import resolve_config
 
@@ -84,7 +84,8 @@ class Histograms:
         for r in range(len(engine.seeds)):
             member = engine.member(r)
             prefix = f"member{r}/" if len(engine.seeds) > 1 else ""
-            for layer, name in zip(("first_layer", "last_layer"), first_and_last_weights(member.module)):
+            parts = layout(member.module)  # the weights the gradient norms watch, found once per model
+            for layer, name in (("first_layer", parts.first), ("last_layer", parts.last)):
                 for kind, values in (("weight", member.params[name]), ("grad", member.grads[name])):
                     finite = None if values is None else values.detach().float().flatten().cpu()
                     finite = None if finite is None else finite[torch.isfinite(finite)]  # a diverged member's NaNs
