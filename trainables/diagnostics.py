@@ -31,11 +31,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainables.activations import ACTIVATIONS
-from trainables.engines import first_and_last_weights
 
 DIAGNOSTIC_BATCH = 128  # its cost is mostly overhead: a batch of 32 costs about what 128 does (benchmarks/README.md)
 DEAD_BELOW = 1e-6
 SATURATED_WITHIN = 0.01  # of the activation's range, from either bound
+
+
+def first_and_last_weights(model: nn.Module) -> tuple[str, str]:
+    """The weights of the first and the last linear or conv layer (gradient norms, histograms)."""
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
+    return f"{layers[0]}.weight", f"{layers[-1]}.weight"
 
 
 @dataclass(frozen=True)

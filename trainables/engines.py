@@ -90,12 +90,6 @@ def build_model(cfg: dict, splits: datasets.Splits, seed: int, dev: torch.device
     return model
 
 
-def first_and_last_weights(model: nn.Module) -> tuple[str, str]:
-    """The weights of the first and the last linear or conv layer (gradient norms, histograms)."""
-    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d))]
-    return f"{layers[0]}.weight", f"{layers[-1]}.weight"
-
-
 def has_image_convolutions(model: nn.Module) -> bool:
     return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
